@@ -9,6 +9,7 @@ refuses any member that would land outside the target folder.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -54,6 +55,7 @@ def download_file(
     if len(expected) < 8 or any(c not in "0123456789abcdef" for c in expected):
         raise ValueError(f"sha256 must be at least 8 hex digits, got {sha256!r}")
     digest = hashlib.sha256()
+    received, total = 0, None
     with atomic_path(dest) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
@@ -64,9 +66,16 @@ def download_file(
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         digest.update(chunk)
+                        received += len(chunk)
                         bar.update(len(chunk))
-        except (urllib.error.URLError, OSError) as err:
+        # HTTPException: a connection cut mid-transfer (IncompleteRead) is not an OSError.
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             raise DownloadError(f"could not download {url} to {dest}: {err}") from err
+        if total is not None and received < total:
+            raise DownloadError(
+                f"could not download {url} to {dest}: the connection closed after "
+                f"{received} of {total} bytes"
+            )
         got = digest.hexdigest()
         if not got.startswith(expected):
             raise ChecksumError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +24,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temp_beside(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _create_temp_beside(path: Path) -> Path:
+    """Create an empty, uniquely named ``.NAME.*.part`` file beside ``path``.
+
+    Unlike ``tempfile.mkstemp`` (always 0600), the file gets the permissions a plain
+    ``open(path, "w")`` would give (0666 less the umask), and so does ``path`` after the
+    rename.
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

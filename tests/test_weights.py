@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import shutil
-import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -30,34 +27,6 @@ def _features_file(path: Path, arch: str = "vgg19", full: bool = False) -> Path:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def serve(tmp_path: Path):
-    """Serve a folder on 127.0.0.1; yields a function name -> URL."""
-    root = tmp_path / "served"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, lambda name: f"http://127.0.0.1:{server.server_address[1]}/{name}"
-    server.shutdown()
-    server.server_close()
-
-
-def _closed_port_url(name: str) -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/{name}"
 
 
 def _patch_catalog(monkeypatch, filename: str, **changes) -> W.KnownWeights:
@@ -99,9 +68,9 @@ def test_torch_hub_cache_is_searched_after_weights_dir(partial_vgg19: Path, monk
     assert w.source == "torch hub cache" and w.path == hub / partial_vgg19.name
 
 
-def test_missing_offline_names_file_url_and_folder(monkeypatch, tmp_path):
+def test_missing_offline_names_file_url_and_folder(monkeypatch, tmp_path, closed_port_url):
     monkeypatch.setenv("NSTCOURSE_WEIGHTS_DIR", str(tmp_path / "empty"))
-    url = _closed_port_url("vgg19-dcbb9e9d.pth")
+    url = closed_port_url
     _patch_catalog(monkeypatch, "vgg19-dcbb9e9d.pth", url=url)
     with pytest.raises(WeightsError) as err:
         load_vgg_weights("vgg19")
@@ -117,22 +86,22 @@ def test_download_false_says_where_to_put_the_file(monkeypatch):
         load_vgg_weights("vgg16", download=False)
 
 
-def test_download_verifies_sha256_prefix(serve, monkeypatch, tmp_path):
-    root, url = serve
+def test_download_verifies_sha256_prefix(http_server, monkeypatch):
     monkeypatch.delenv("NSTCOURSE_WEIGHTS_DIR", raising=False)
-    served = _features_file(root / "vgg16-397923af.pth", "vgg16")
-    _patch_catalog(monkeypatch, "vgg16-397923af.pth", url=url(served.name), sha256=_sha(served)[:8])
+    served = _features_file(http_server.root / "vgg16-397923af.pth", "vgg16")
+    url = http_server.url(served.name)
+    _patch_catalog(monkeypatch, "vgg16-397923af.pth", url=url, sha256=_sha(served)[:8])
     w = load_vgg_weights("vgg16")
     assert w.source == "downloaded" and w.convention == "torchvision"
     assert w.path.read_bytes() == served.read_bytes()
     assert w.layers == conv_names("vgg16")
 
 
-def test_download_with_bad_checksum_keeps_nothing(serve, monkeypatch):
-    root, url = serve
+def test_download_with_bad_checksum_keeps_nothing(http_server, monkeypatch):
     monkeypatch.delenv("NSTCOURSE_WEIGHTS_DIR", raising=False)
-    served = _features_file(root / "vgg16-397923af.pth", "vgg16")
-    _patch_catalog(monkeypatch, "vgg16-397923af.pth", url=url(served.name), sha256="00000000")
+    served = _features_file(http_server.root / "vgg16-397923af.pth", "vgg16")
+    url = http_server.url(served.name)
+    _patch_catalog(monkeypatch, "vgg16-397923af.pth", url=url, sha256="00000000")
     with pytest.raises(WeightsError, match="checksum mismatch"):
         load_vgg_weights("vgg16")
     hub = Path(torch.hub.get_dir()) / "checkpoints"
