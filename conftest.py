@@ -7,4 +7,3 @@ chosen through NSTCOURSE_MODE, unless the caller already set it.
 import os
 
 os.environ.setdefault("NSTCOURSE_MODE", "smoke")
-os.environ.setdefault("MPLBACKEND", "Agg")

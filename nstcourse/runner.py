@@ -90,8 +90,15 @@ def run_notebook(
             )
         status, error = "ok", ""
     except Exception as err:  # a failing notebook must not stop the others
-        status, error = "failed", f"{type(err).__name__}: {err}".strip()
+        status, error = "failed", _describe(err)
     return NotebookResult(notebook.name, status, time.perf_counter() - start, output, error)
+
+
+def _describe(err: Exception) -> str:
+    """One line that says what went wrong; for a failing cell, its exception and number."""
+    if hasattr(err, "ename"):  # papermill's PapermillExecutionError: str() starts with "\n---"
+        return f"cell In [{err.exec_count}]: {err.ename}: {err.evalue}"
+    return f"{type(err).__name__}: {err}".strip()
 
 
 def run_notebooks(
