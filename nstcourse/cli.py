@@ -11,7 +11,7 @@ from nstcourse.runner import default_notebooks_dir, find_notebooks, format_table
 
 def _run_notebooks(args: argparse.Namespace) -> int:
     try:
-        notebooks = find_notebooks(args.notebooks_dir, args.only)
+        notebooks = find_notebooks(args.notebooks_dir or default_notebooks_dir(), args.only)
     except (FileNotFoundError, ValueError) as err:
         print(f"nstcourse run-notebooks: {err}", file=sys.stderr)
         return 2
@@ -70,8 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "notebooks_dir", "unset") is None:
-        args.notebooks_dir = default_notebooks_dir()
     return args.func(args)
 
 
