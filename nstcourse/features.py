@@ -128,6 +128,12 @@ class VGGFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+        smallest = 2 ** sum(name.startswith("pool") for name in self.names)
+        if min(x.shape[-2:]) < smallest:
+            raise ValueError(
+                f"a {x.shape[-2]}x{x.shape[-1]} image is too small for {self.names[-1]}: "
+                f"each pooling halves it, so both sides need at least {smallest} px"
+            )
         wanted, out = set(self.layers), {}
         x = self.normalize(x)
         for name, module in zip(self.names, self.body, strict=True):

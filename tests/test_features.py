@@ -15,14 +15,18 @@ from nstcourse.features import Normalize, RandomLayersWarning, VGGFeatures, laye
 from nstcourse.weights import WeightsError, load_vgg_weights
 
 
-@pytest.fixture(scope="module")
-def random_vgg19(tmp_path_factory) -> tuple[nn.Sequential, Path]:
-    """A randomly initialised torchvision VGG-19 and its features saved to a file."""
+def _random_vgg(arch: str, folder: Path) -> tuple[nn.Sequential, Path]:
+    """A randomly initialised torchvision VGG's features, and the same saved to a file."""
     torch.manual_seed(0)
-    features = torchvision.models.vgg19(weights=None).features.eval()
-    path = tmp_path_factory.mktemp("w") / "random_vgg19.pth"
+    features = getattr(torchvision.models, arch)(weights=None).features.eval()
+    path = folder / f"random_{arch}.pth"
     torch.save(features.state_dict(), path)
     return features, path
+
+
+@pytest.fixture(scope="module")
+def random_vgg19(tmp_path_factory) -> tuple[nn.Sequential, Path]:
+    return _random_vgg("vgg19", tmp_path_factory.mktemp("w"))
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
@@ -36,16 +40,22 @@ def test_layer_names_match_torchvision_module_order(arch):
     assert names[-1] == "pool5"
 
 
-def test_outputs_equal_torchvision_on_the_same_weights(random_vgg19):
-    features, path = random_vgg19
-    wanted = ["conv1_1", "relu2_2", "pool3", "conv4_2", "relu5_4"]
-    ours = VGGFeatures(wanted, weights=path, convention="torchvision", device="cpu")
+@pytest.mark.parametrize(
+    ("arch", "wanted"),
+    [
+        ("vgg19", ["conv1_1", "relu2_2", "pool3", "conv4_2", "relu5_4"]),
+        ("vgg16", ["relu1_2", "relu2_2", "relu3_3", "relu4_3", "pool5"]),
+    ],
+)
+def test_outputs_equal_torchvision_on_the_same_weights(arch, wanted, tmp_path):
+    features, path = _random_vgg(arch, tmp_path)
+    ours = VGGFeatures(wanted, arch=arch, weights=path, convention="torchvision", device="cpu")
     x = torch.rand(2, 3, 64, 48)
     out = ours(x)
     h = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
         [0.229, 0.224, 0.225]
     ).view(1, 3, 1, 1)
-    names = layer_names("vgg19")
+    names = layer_names(arch)
     with torch.no_grad():
         for index, module in enumerate(features):
             h = module(h.clone())
@@ -159,3 +169,11 @@ def test_bad_input_shape(random_vgg19):
     net = VGGFeatures(["relu1_1"], weights=path, convention="torchvision", device="cpu")
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         net(torch.rand(3, 8, 8))
+
+
+def test_image_too_small_for_the_deepest_layer(random_vgg19):
+    _, path = random_vgg19
+    net = VGGFeatures(["pool3"], weights=path, convention="torchvision", device="cpu")
+    assert net(torch.rand(1, 3, 8, 9))["pool3"].shape == (1, 256, 1, 1)
+    with pytest.raises(ValueError, match="7x9 image is too small for pool3.*at least 8 px"):
+        net(torch.rand(1, 3, 7, 9))
