@@ -107,14 +107,13 @@ def run_notebooks(
     *,
     mode: str,
     cell_timeout: float | None = None,
-    echo=print,
 ) -> list[NotebookResult]:
     """Run ``notebooks`` in order, echoing one line per notebook as it finishes."""
     results = []
     for notebook in notebooks:
-        echo(f"running {notebook.name} ({mode}) ...", flush=True)
+        print(f"running {notebook.name} ({mode}) ...", flush=True)
         result = run_notebook(notebook, output_dir, mode=mode, cell_timeout=cell_timeout)
-        echo(f"  {result.status} in {result.seconds:.1f} s", flush=True)
+        print(f"  {result.status} in {result.seconds:.1f} s", flush=True)
         results.append(result)
     return results
 
