@@ -55,7 +55,7 @@ def download_file(
     if len(expected) < 8 or any(c not in "0123456789abcdef" for c in expected):
         raise ValueError(f"sha256 must be at least 8 hex digits, got {sha256!r}")
     digest = hashlib.sha256()
-    received, total = 0, None
+    received = 0
     with atomic_path(dest) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:

@@ -21,7 +21,13 @@ import torch
 from torch import nn
 
 from nstcourse.runmode import pick_device
-from nstcourse.weights import VGGWeights, WeightsError, _config, load_vgg_weights
+from nstcourse.weights import (
+    VGGWeights,
+    WeightsError,
+    conv_channels,
+    layer_names,
+    load_vgg_weights,
+)
 
 MISSING_ENV = "NSTCOURSE_VGG_MISSING"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -31,19 +37,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 class RandomLayersWarning(UserWarning):
     """Some VGG layers are random: features from them mean nothing."""
-
-
-def layer_names(arch: str = "vgg19") -> list[str]:
-    """All layer names of ``arch``'s feature stack, in order (index = torchvision index)."""
-    names, block, index = [], 1, 1
-    for item in _config(arch):
-        if item == "M":
-            names.append(f"pool{block}")
-            block, index = block + 1, 1
-        else:
-            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
-            index += 1
-    return names
 
 
 class Normalize(nn.Module):
@@ -118,6 +111,8 @@ class VGGFeatures(nn.Module):
             weights = load_vgg_weights(arch, weights, convention=convention)
         self.arch, self.layers, self.weights_info = arch, list(layers), weights
         self.names = all_names[: max(all_names.index(name) for name in layers) + 1]
+        # Each pooling halves the image: the smallest side that survives them all.
+        self.min_size = 2 ** sum(name.startswith("pool") for name in self.names)
         self.normalize = Normalize(weights.convention)
         self.body = _build_body(self.names, arch, pooling)
         self.random_layers = _load_convs(self.body, self.names, weights, missing)
@@ -128,11 +123,10 @@ class VGGFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
-        smallest = 2 ** sum(name.startswith("pool") for name in self.names)
-        if min(x.shape[-2:]) < smallest:
+        if min(x.shape[-2:]) < self.min_size:
             raise ValueError(
                 f"a {x.shape[-2]}x{x.shape[-1]} image is too small for {self.names[-1]}: "
-                f"each pooling halves it, so both sides need at least {smallest} px"
+                f"each pooling halves it, so both sides need at least {self.min_size} px"
             )
         wanted, out = set(self.layers), {}
         x = self.normalize(x)
@@ -150,7 +144,7 @@ class VGGFeatures(nn.Module):
 
 
 def _build_body(names: list[str], arch: str, pooling: str) -> nn.Sequential:
-    modules, c_in, channels = [], 3, iter(c for c in _config(arch) if c != "M")
+    modules, c_in, channels = [], 3, iter(conv_channels(arch))
     for name in names:
         if name.startswith("conv"):
             c_out = next(channels)

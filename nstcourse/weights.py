@@ -171,16 +171,30 @@ class VGGWeights:
         return [name for name in conv_names(self.arch) if name in self.convs]
 
 
-def conv_names(arch: str) -> list[str]:
-    """Conv layer names of a VGG in order: ['conv1_1', 'conv1_2', 'conv2_1', ...]."""
+def layer_names(arch: str = "vgg19") -> list[str]:
+    """All layer names of ``arch``'s feature stack, in order (index = torchvision index).
+
+    VGG-19: conv1_1 relu1_1 conv1_2 relu1_2 pool1 conv2_1 … relu5_4 pool5.
+    """
     names, block, index = [], 1, 1
     for item in _config(arch):
         if item == "M":
+            names.append(f"pool{block}")
             block, index = block + 1, 1
         else:
-            names.append(f"conv{block}_{index}")
+            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
             index += 1
     return names
+
+
+def conv_names(arch: str) -> list[str]:
+    """Conv layer names of a VGG in order: ['conv1_1', 'conv1_2', 'conv2_1', ...]."""
+    return [name for name in layer_names(arch) if name.startswith("conv")]
+
+
+def conv_channels(arch: str) -> list[int]:
+    """Output channels of each conv layer, in the order of ``conv_names``."""
+    return [item for item in _config(arch) if item != "M"]
 
 
 def _config(arch: str) -> list[int | str]:
@@ -226,7 +240,7 @@ def load_vgg_weights(
         )
     if known is None and convention is None:
         raise WeightsError(
-            f"{file} is not in nstcourse.weights.VGG_CATALOG (sha256 {sha256_file(file)}); "
+            f"{file} is not in nstcourse.weights.VGG_CATALOG (sha256 {_file_sha256(file)}); "
             f"say how it expects its input with convention='torchvision' or 'caffe'"
         )
     convs = _read_convs(str(file), file.stat().st_mtime_ns, arch)
@@ -277,6 +291,12 @@ def find_vgg_file(
         ) from err
 
 
+def _file_sha256(path: Path) -> str:
+    """sha256 of a weights file, hashed once per process while the file is unchanged."""
+    stat = path.stat()
+    return _sha256_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
 @functools.lru_cache(maxsize=16)
 def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
     return sha256_file(path)
@@ -289,8 +309,7 @@ def identify(path: str | os.PathLike) -> KnownWeights | None:
     name says.
     """
     path = Path(path)
-    stat = path.stat()
-    digest = _sha256_cached(str(path), stat.st_mtime_ns, stat.st_size)
+    digest = _file_sha256(path)
     for known in VGG_CATALOG:
         if digest.startswith(known.sha256):
             return known
@@ -312,23 +331,18 @@ def _read_convs(
     state = _read_state_dict(Path(path))
     features = _features_state(Path(path), state)
     convs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    index, c_in = 0, 3
-    names = iter(conv_names(arch))
-    for item in _config(arch):
-        if item == "M":
-            index += 1
-            continue
-        name = next(names)
+    all_names, c_in = layer_names(arch), 3
+    for name, c_out in zip(conv_names(arch), conv_channels(arch), strict=True):
+        index = all_names.index(name)  # torchvision's features index
         weight, bias = features.get(f"{index}.weight"), features.get(f"{index}.bias")
         if weight is not None:
-            if tuple(weight.shape) != (item, c_in, 3, 3) or bias is None:
+            if tuple(weight.shape) != (c_out, c_in, 3, 3) or bias is None:
                 raise WeightsError(
                     f"{path}: {name} (features.{index}) has shape {tuple(weight.shape)}, "
-                    f"expected {(item, c_in, 3, 3)} with a bias; is this really {arch}?"
+                    f"expected {(c_out, c_in, 3, 3)} with a bias; is this really {arch}?"
                 )
             convs[name] = (weight.float(), bias.float())
-        index += 2  # conv, relu
-        c_in = item
+        c_in = c_out
     if not convs:
         raise WeightsError(f"{path}: no VGG conv layers found")
     return convs

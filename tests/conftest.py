@@ -68,10 +68,15 @@ class LocalServer:
 
 
 @pytest.fixture
-def http_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalServer]:
-    """Serve tmp_path/"served" on 127.0.0.1 (a free port) in a thread; stopped afterwards."""
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to 127.0.0.1 must not go through a proxy from the environment."""
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def http_server(tmp_path: Path, no_proxy: None) -> Iterator[LocalServer]:
+    """Serve tmp_path/"served" on 127.0.0.1 (a free port) in a thread; stopped afterwards."""
     root = tmp_path / "served"
     root.mkdir()
 
@@ -95,10 +100,8 @@ def http_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loc
 
 
 @pytest.fixture
-def closed_port_url(monkeypatch: pytest.MonkeyPatch) -> str:
+def closed_port_url(no_proxy: None) -> str:
     """A URL on 127.0.0.1 where nothing listens (connections are refused at once)."""
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -168,10 +168,8 @@ class CutShortHandler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def cut_short_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def cut_short_server(no_proxy: None) -> Iterator[str]:
     """Base URL of a 127.0.0.1 server whose responses break off mid-body."""
-    monkeypatch.delenv("http_proxy", raising=False)
-    monkeypatch.delenv("HTTP_PROXY", raising=False)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutShortHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
