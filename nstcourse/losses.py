@@ -70,3 +70,24 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     dx = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
     dy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
     return dx + dy
+
+
+def guided_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    r"""Gram matrix of the region a mask selects (Gatys et al. 2017, §3: guided Gram matrices).
+
+    :math:`G^{r}_{ij} = \sum_k (m_k F_{ik})(m_k F_{jk}) / (C \sum_k m_k^2)`, so that a mask of ones
+    gives ``gram_matrix(features)`` and a region's Gram does not depend on its area.
+
+    Args:
+        features: (N, C, H, W).
+        mask: (N or 1, 1, H, W) in [0, 1], already at the feature map's size.
+    """
+    if mask.shape[-2:] != features.shape[-2:]:
+        raise ValueError(
+            f"mask {tuple(mask.shape)} and features {tuple(features.shape)} differ in size"
+        )
+    masked = features * mask
+    n, c = features.shape[:2]
+    flat = masked.reshape(n, c, -1)
+    area = (mask.reshape(mask.shape[0], -1) ** 2).sum(dim=1).clamp_min(1e-8)
+    return flat @ flat.transpose(1, 2) / (c * area).reshape(-1, 1, 1)

@@ -14,7 +14,10 @@ else:
     import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
-CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda-forge name where they differ
+CONDA_NAMES = {  # PyPI name -> conda-forge name where they differ
+    "torch": "pytorch",
+    "playwright": "playwright-python",
+}
 
 
 def _name(requirement: str) -> str:
