@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from browser import browser_unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,3 +107,22 @@ def closed_port_url(no_proxy: None) -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/missing.jpg"
+
+
+@pytest.fixture
+def browser_available() -> None:
+    """Chromium and Playwright are there; missing: a failure in CI, a skip elsewhere."""
+    reason = browser_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"browser tests cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where screenshots go: $NSTCOURSE_ARTIFACTS/browser, else tmp_path/browser."""
+    folder = Path(os.environ.get("NSTCOURSE_ARTIFACTS", tmp_path)) / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

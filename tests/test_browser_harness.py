@@ -8,7 +8,6 @@ Screenshots go to $NSTCOURSE_ARTIFACTS/browser/ (CI keeps them), else to tmp_pat
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING
 import nbformat
 import pytest
 from browser import (
-    browser_unavailable,
     chromium_page,
     click_button,
     image_bytes,
@@ -60,27 +58,6 @@ image = widgets.Image(value=render(slider.value), format="png", width=320)
 button.on_click(lambda _: setattr(image, "value", render(slider.value)))
 widgets.VBox([slider, button, image])
 '''
-
-
-@pytest.fixture
-def browser_available() -> None:
-    """Chromium and Playwright are there; missing: a failure in CI, a skip elsewhere."""
-    reason = browser_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"browser tests cannot run: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def artifacts(tmp_path: Path) -> Path:
-    """Where screenshots go: $NSTCOURSE_ARTIFACTS/browser, else tmp_path/browser."""
-    folder = Path(os.environ.get("NSTCOURSE_ARTIFACTS", tmp_path)) / "browser"
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("harness_*.png"):
-        stale.unlink()
-    return folder
 
 
 @pytest.fixture
