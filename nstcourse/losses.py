@@ -50,6 +50,12 @@ def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tenso
     :math:`E_l = \operatorname{mean}_{ij} (G^l_{ij} - A^l_{ij})^2`; the style loss of
     Gatys et al. is :math:`\sum_l w_l E_l`. ``target_gram`` is (N, C, C) or (1, C, C)
     (one style for the whole batch).
+
+    Against the paper: Gatys et al. divide :math:`\sum (G - A)^2` by :math:`4 C^2 (HW)^2`;
+    with the Gram normalised by C·H·W and the mean over C² entries, ours divides by
+    :math:`C^4 (HW)^2`, i.e. :math:`4/C_l^2` times theirs. Wide layers (relu5_1, C = 512)
+    so weigh (64/512)² = 1/64 as much relative to relu1_1 as in the paper; per-layer
+    weights w_l can restore the paper's balance (the PyTorch tutorial uses ours).
     """
     gram = gram_matrix(features)
     if target_gram.shape[-2:] != gram.shape[-2:]:
