@@ -1,12 +1,73 @@
-"""The ``nstcourse`` command line: ``nstcourse run-notebooks [--mode smoke|full] ...``."""
+"""The ``nstcourse`` command line.
+
+``nstcourse run-notebooks [--mode smoke|full] ...``
+    execute the course notebooks headless with papermill and print a table.
+``nstcourse stylize CONTENT STYLE [STYLE ...] -o OUT [options]``
+    Gatys style transfer of one image (``nstcourse.gatys.stylize``).
+
+``stylize`` checks every argument and reads every file before it starts optimising, and
+writes OUT atomically: after a failure or Ctrl-C there is no file (and no temporary
+file) at OUT, and an OUT that existed before is unchanged.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+from nstcourse.features import VGGFeatures
+from nstcourse.gatys import (
+    CONTENT_LAYERS,
+    DEFAULT_LR,
+    DEFAULT_STYLE_WEIGHT,
+    STYLE_LAYERS,
+    StylizeResult,
+    extractor_device,
+    stylize,
+)
+from nstcourse.images import SAVE_FORMATS, load_image, resize_long_side, save_image
 from nstcourse.runner import default_notebooks_dir, find_notebooks, format_table, run_notebooks
+from nstcourse.weights import WeightsError, layer_names, load_vgg_weights
+
+STYLIZE = "nstcourse stylize"
+# Larger is beyond any machine the course targets (at 8192² px relu1_1 alone is 17 GB of
+# float32), so it is refused up front instead of after minutes of loading and an OOM.
+MAX_SIDE = 8192
+DEFAULT_SIZE = 512  # the papers' and most tutorials' output size
+DEFAULT_FINE_LAYERS = "relu1_1,relu2_1"  # stylize's default: the finest strokes
+
+STYLIZE_EPILOG = f"""\
+layers:
+  The defaults are the papers' layers, content {",".join(CONTENT_LAYERS)} and style
+  {",".join(STYLE_LAYERS)}; they need the full VGG-19 (downloaded on
+  first use). With a VGG file that stops at conv3_4, such as the course data pack's,
+  pass shallow layers: --content-layers relu3_2 --style-layers relu1_1,relu2_1,relu3_1
+  A layer list may weight its layers: --style-layers relu1_1:2,relu2_1,relu3_1:0.5
+
+sizes:
+  --size is the output's long side. With --scales (coarse-to-fine), --size defaults to
+  the last scale; if both are given, the last scale must equal --size.
+
+examples:
+  {STYLIZE} photo.jpg starry_night.jpg -o out.jpg
+  {STYLIZE} photo.jpg starry_night.jpg -o out.jpg --scales 128,256,512 --steps 200,100,50
+  {STYLIZE} photo.jpg painting.jpg -o out.jpg --preserve-colour luminance
+  {STYLIZE} photo.jpg a.jpg b.jpg -o out.png --mask left.png right.png
+
+exit codes: 0 written; 1 the optimisation failed (the loss became NaN, out of memory);
+  2 bad input (found before optimising); 130 interrupted. On failure nothing is written.
+"""
+
+
+# ---------------------------------------------------------------- run-notebooks
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
@@ -24,9 +85,357 @@ def _run_notebooks(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nstcourse", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+# ---------------------------------------------------------------- stylize
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    try:
+        options = _stylize_options(args)
+        if not args.quiet:
+            print(_describe(args.content, args.styles, options), flush=True)
+        result = stylize(**options, seed=args.seed, progress=not args.quiet)
+        save_image(result.image, args.output, quality=args.quality)
+    except KeyboardInterrupt:
+        print(f"{STYLIZE}: interrupted; nothing written to {args.output}", file=sys.stderr)
+        return 130
+    except (FloatingPointError, torch.cuda.OutOfMemoryError) as err:
+        print(f"{STYLIZE}: error: the optimisation failed: {err}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, WeightsError) as err:
+        print(f"{STYLIZE}: error: {err}", file=sys.stderr)
+        return 2
+    print(_report(args.output, result, time.perf_counter() - start))
+    return 0
+
+
+def _stylize_options(args: argparse.Namespace) -> dict:
+    """Check every argument, read every file, load the VGG: ``stylize``'s keyword
+    arguments. Errors (ValueError, OSError, WeightsError) name the argument or file."""
+    content_layers = args.content_layers or dict.fromkeys(CONTENT_LAYERS, 1.0)
+    style_layers = args.style_layers or dict.fromkeys(STYLE_LAYERS, 1.0)
+    _check_layers(content_layers, args.arch, "--content-layers")
+    _check_layers(style_layers, args.arch, "--style-layers")
+    fine_layers = _check_controls(args, style_layers)
+    size, scales, steps = _plan_scales(args.size, args.scales, args.steps)
+    style_side = _style_side(args.style_scale, size)
+    inputs = [args.content, *args.styles, *(args.mask or []), args.fine_style]
+    _check_output(args.output, [path for path in inputs if path is not None])
+    device = _check_device(args.device)
+
+    original = load_image(args.content)
+    content = resize_long_side(original, size)
+    styles = [_load_style(path, style_side) for path in args.styles]
+    fine = _load_style(args.fine_style, style_side) if args.fine_style else None
+    masks = [_load_mask(p, original.shape[-2:], content.shape[-2:]) for p in args.mask or []]
+    min_side = _min_side([*content_layers, *style_layers], args.arch)
+    size_option = "--scales" if args.scales else "--size"
+    _check_min_side(content, args.content, scales[0], min_side, size_option)
+    for path, style in zip([*args.styles, args.fine_style], [*styles, fine], strict=True):
+        if style is not None:
+            side = _style_side(args.style_scale, scales[0])
+            _check_min_side(style, path, side, min_side, "--style-scale")
+
+    extractor = _build_extractor(
+        [*content_layers, *style_layers], args.arch, args.weights, args.convention, device
+    )
+    style_weight = args.style_weight
+    if style_weight is None:
+        style_weight = DEFAULT_STYLE_WEIGHT[extractor.weights_info.convention]
+    blend = [w / sum(args.style_blend) for w in args.style_blend] if args.style_blend else None
+    return dict(
+        content=content,
+        styles=styles,
+        extractor=extractor,
+        content_layers=content_layers,
+        style_layers=style_layers,
+        content_weight=args.content_weight,
+        style_weight=style_weight,
+        tv_weight=args.tv_weight,
+        style_blend=blend,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        init=args.init,
+        steps=steps,
+        scales=scales,
+        style_scale=args.style_scale,
+        colour=None if args.colour == "none" else args.colour,
+        masks=masks or None,
+        fine_style=fine,
+        fine_layers=fine_layers,
+    )
+
+
+def _check_layers(layers: dict[str, float], arch: str, option: str) -> None:
+    known = layer_names(arch)
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        raise ValueError(
+            f"{option}: unknown {arch} layer(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+
+
+def _check_controls(args: argparse.Namespace, style_layers: dict[str, float]) -> list[str]:
+    """Masks, style blend and fine style against the style images; returns fine layers."""
+    n_styles = len(args.styles)
+    if args.mask is not None and len(args.mask) != n_styles:
+        raise ValueError(f"--mask: got {len(args.mask)} masks for {n_styles} style images")
+    if args.mask is not None and args.fine_style is not None:
+        raise ValueError("use --mask or --fine-style, not both")
+    if args.style_blend is not None:
+        if args.mask is not None:
+            raise ValueError("--style-blend has no effect with --mask: each style has a region")
+        if len(args.style_blend) != n_styles:
+            raise ValueError(
+                f"--style-blend: got {len(args.style_blend)} weights for {n_styles} style images"
+            )
+    if args.fine_layers is not None and args.fine_style is None:
+        raise ValueError("--fine-layers needs --fine-style")
+    fine_layers = args.fine_layers or _layer_names(DEFAULT_FINE_LAYERS)
+    outside = [name for name in fine_layers if name not in style_layers]
+    if args.fine_style is not None and outside:
+        option = "--fine-layers" if args.fine_layers else f"--fine-layers {DEFAULT_FINE_LAYERS}"
+        raise ValueError(f"{option}: {', '.join(outside)} not in --style-layers")
+    return fine_layers
+
+
+def _plan_scales(
+    size: int | None, scales: list[int] | None, steps: list[int]
+) -> tuple[int, list[int], list[int]]:
+    """(output long side, scales, steps per scale), checked against each other."""
+    if scales is None:
+        size = DEFAULT_SIZE if size is None else size
+        scales = [size]
+    elif scales != sorted(set(scales)):
+        raise ValueError(f"--scales must increase, got {_format_ints(scales)}")
+    elif size is None:
+        size = scales[-1]
+    elif scales[-1] != size:
+        raise ValueError(
+            f"--scales must end at --size {size} (the output's long side), "
+            f"got {_format_ints(scales)}"
+        )
+    if len(steps) == 1:
+        steps = steps * len(scales)
+    elif len(steps) != len(scales):
+        raise ValueError(f"--steps: got {len(steps)} step counts for {len(scales)} scales")
+    return size, scales, steps
+
+
+def _style_side(style_scale: float, side: int) -> int:
+    """The style images' long side at an output long side (as ``stylize`` computes it)."""
+    style_side = max(1, round(style_scale * side))
+    if style_side > MAX_SIDE:
+        raise ValueError(
+            f"--style-scale {style_scale:g}: style images of {style_side} px exceed {MAX_SIDE} px"
+        )
+    return style_side
+
+
+def _check_output(out: Path, inputs: Sequence[Path]) -> None:
+    """OUT must have an image suffix and a writable folder, and must not be an input."""
+    if out.suffix.lower() not in SAVE_FORMATS:
+        raise ValueError(f"-o {out}: unknown image suffix; use one of {' '.join(SAVE_FORMATS)}")
+    if out.is_dir():
+        raise ValueError(f"-o {out} is a folder; give a file name")
+    if any(path.exists() and out.resolve() == path.resolve() for path in inputs):
+        raise ValueError(f"-o {out} is one of the input images; choose another name")
+    folder = out.absolute().parent
+    while not folder.exists():  # missing folders are created when writing
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ValueError(f"-o {out}: cannot write in {folder}")
+
+
+def _check_device(name: str | None) -> torch.device | None:
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r}: not a device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: {torch.cuda.device_count()} CUDA device(s) here")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"--device {name}: Apple's MPS is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: use cpu, cuda, cuda:N or mps")
+    return device
+
+
+def _load_style(path: Path, long_side: int) -> torch.Tensor:
+    """A style image, shrunk to the largest size ``stylize`` will ask for (saves memory)."""
+    image = load_image(path)
+    return resize_long_side(image, long_side) if max(image.shape[-2:]) > long_side else image
+
+
+def _load_mask(path: Path, content_size: Sequence[int], out_size: Sequence[int]) -> torch.Tensor:
+    """A grayscale mask (white = this style) drawn over the content image, at any
+    resolution of the content's aspect ratio; returns (H, W) in [0, 1] at ``out_size``."""
+    # Transparent pixels count as black: outside the region.
+    mask = load_image(path, background=(0.0, 0.0, 0.0)).mean(dim=1, keepdim=True)
+    (mh, mw), (ch, cw) = mask.shape[-2:], content_size
+    if abs(mh * cw - mw * ch) > max(ch, cw):  # more than a pixel off the content's shape
+        raise ValueError(
+            f"--mask {path}: {mw}x{mh} px does not have the content image's aspect ratio "
+            f"({cw}x{ch} px); draw the mask over the content image"
+        )
+    if mask.max() == 0:
+        raise ValueError(f"--mask {path} is black everywhere: its style would not appear")
+    mask = F.interpolate(mask, size=tuple(out_size), mode="bilinear", antialias=True)
+    return mask[0, 0].clamp(0.0, 1.0)
+
+
+def _min_side(layers: Sequence[str], arch: str) -> int:
+    """The smallest image side the deepest layer takes: each pooling before it halves."""
+    names = layer_names(arch)
+    deepest = max(names.index(name) for name in layers)
+    return 2 ** sum(name.startswith("pool") for name in names[: deepest + 1])
+
+
+def _check_min_side(
+    image: torch.Tensor, path: Path, long_side: int, min_side: int, option: str
+) -> None:
+    height, width = image.shape[-2:]
+    scale = long_side / max(height, width)
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    if min(h, w) < min_side:
+        raise ValueError(
+            f"{option}: {path} would be {w}x{h} px, too small for the chosen layers: "
+            f"each pooling halves it, so both sides need at least {min_side} px"
+        )
+
+
+def _build_extractor(
+    layers: Sequence[str],
+    arch: str,
+    weights: Path | None,
+    convention: str | None,
+    device: torch.device | None,
+) -> VGGFeatures:
+    try:
+        vgg_weights = load_vgg_weights(arch, weights, convention=convention)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--weights: {err}") from None
+    names = layer_names(arch)
+    wanted = sorted(set(layers), key=names.index)
+    try:
+        return VGGFeatures(wanted, arch=arch, weights=vgg_weights, device=device)
+    except WeightsError as err:
+        raise WeightsError(f"{err} (options --content-layers, --style-layers)") from None
+
+
+def _describe(content: Path, styles: Sequence[Path], options: dict) -> str:
+    """Two lines saying what ``stylize`` is about to do."""
+    image, lr = options["content"], options["lr"] or DEFAULT_LR[options["optimizer"]]
+    return (
+        f"{content} ({image.shape[-1]}x{image.shape[-2]}) in the style of "
+        f"{', '.join(map(str, styles))} on {extractor_device(options['extractor'])}\n"
+        f"content {_format_layers(options['content_layers'])}, "
+        f"style {_format_layers(options['style_layers'])}; "
+        f"alpha {options['content_weight']:g}, beta {options['style_weight']:g}, "
+        f"tv {options['tv_weight']:g}; {options['optimizer']} lr {lr:g}, "
+        f"init {options['init']}, scales {_format_ints(options['scales'])}, "
+        f"steps {_format_ints(options['steps'])}"
+    )
+
+
+def _report(out: Path, result: StylizeResult, seconds: float) -> str:
+    height, width = result.image.shape[-2:]
+    last = ", ".join(f"{k} {result.history[k][-1]:.4g}" for k in ("content", "style", "tv"))
+    total = result.history["total"][-1]
+    return f"wrote {out} ({width}x{height}) in {seconds:.1f} s; last loss {total:.4g} ({last})"
+
+
+def _format_ints(values: Sequence[int]) -> str:
+    return ",".join(map(str, values))
+
+
+def _format_layers(layers: dict[str, float]) -> str:
+    return ",".join(name if w == 1 else f"{name}:{w:g}" for name, w in layers.items())
+
+
+# ---------------------------------------------------------------- argument types
+
+
+def _items(text: str) -> list[str]:
+    """'a,b,c' → ['a', 'b', 'c']; an empty item is an error."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; write e.g. 'a,b,c'")
+    return items
+
+
+def _number(text: str, kind: type, low: float, high: float = math.inf) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not (low <= value <= high and math.isfinite(value)):  # also refuses nan
+        bound = f"at least {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
+        raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
+    return value
+
+
+def _side(text: str) -> int:
+    return _number(text, int, 1, MAX_SIDE)
+
+
+def _sides(text: str) -> list[int]:
+    return [_side(item) for item in _items(text)]
+
+
+def _counts(text: str) -> list[int]:
+    return [_number(item, int, 1) for item in _items(text)]
+
+
+def _weight(text: str) -> float:
+    return _number(text, float, 0.0)
+
+
+def _weights(text: str) -> list[float]:
+    weights = [_weight(item) for item in _items(text)]
+    if not sum(weights) > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the weights must not all be 0")
+    return weights
+
+
+def _positive(text: str) -> float:
+    value = _number(text, float, 0.0)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _quality(text: str) -> int:
+    return _number(text, int, 1, 100)
+
+
+def _layer_weights(text: str) -> dict[str, float]:
+    """'relu1_1:2,relu2_1' → {'relu1_1': 2.0, 'relu2_1': 1.0}."""
+    layers: dict[str, float] = {}
+    for item in _items(text):
+        name, colon, weight = (part.strip() for part in item.partition(":"))
+        if name in layers:
+            raise argparse.ArgumentTypeError(f"{name} is listed twice in {text!r}")
+        layers[name] = _weight(weight) if colon else 1.0
+    return layers
+
+
+def _layer_names(text: str) -> list[str]:
+    """'relu1_1,relu2_1' → ['relu1_1', 'relu2_1'] (no weights)."""
+    names = _items(text)
+    if any(":" in name for name in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give each layer name once, without weights")
+    return names
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_run_notebooks(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run-notebooks",
         help="execute the course notebooks headless with papermill",
@@ -65,6 +474,130 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail a notebook whose cell runs longer than this",
     )
     run.set_defaults(func=_run_notebooks)
+
+
+def _add_stylize(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "stylize",
+        help="style transfer of one image by optimisation (Gatys et al.)",
+        description="Paint CONTENT in the style of STYLE by optimising its pixels (Gatys,\n"
+        "Ecker & Bethge 2016), with the colour, space and scale controls of Gatys et al.\n"
+        "2017. Every input is checked before optimising; OUT is written only when done.",
+        epilog=STYLIZE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("content", type=Path, metavar="CONTENT", help="the photo to repaint")
+    p.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="style image(s)")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT",
+        help=f"output image ({' '.join(SAVE_FORMATS)}); missing folders are created",
+    )  # fmt: skip
+    p.add_argument("--quality", type=_quality, default=95, help="JPEG/WebP quality (default 95)")
+
+    size = p.add_argument_group("size and steps")
+    size.add_argument(
+        "--size", type=_side, default=None, metavar="PX",
+        help=f"long side of the output (default: the last --scales, else {DEFAULT_SIZE})",
+    )  # fmt: skip
+    size.add_argument(
+        "--scales", type=_sides, default=None, metavar="PX,PX,...",
+        help="coarse-to-fine long sides, increasing, e.g. 128,256,512",
+    )  # fmt: skip
+    size.add_argument(
+        "--steps", type=_counts, default=[300], metavar="N[,N...]",
+        help="loss evaluations, one for all scales or one per scale (default 300)",
+    )  # fmt: skip
+    size.add_argument(
+        "--style-scale", type=_positive, default=1.0, metavar="S",
+        help="style images' long side = S x the output's; larger S, larger strokes (default 1)",
+    )  # fmt: skip
+
+    loss = p.add_argument_group("loss")
+    loss.add_argument(
+        "--content-layers", type=_layer_weights, default=None, metavar="L[:W],...",
+        help=f"content layers (default {','.join(CONTENT_LAYERS)})",
+    )  # fmt: skip
+    loss.add_argument(
+        "--style-layers", type=_layer_weights, default=None, metavar="L[:W],...",
+        help=f"style layers (default {','.join(STYLE_LAYERS)})",
+    )  # fmt: skip
+    loss.add_argument(
+        "--content-weight", type=_weight, default=1.0, metavar="ALPHA", help="alpha (default 1)"
+    )
+    loss.add_argument(
+        "--style-weight", type=_weight, default=None, metavar="BETA",
+        help="beta (default: 100 for Caffe VGG weights, 1e6 for torchvision's)",
+    )  # fmt: skip
+    loss.add_argument(
+        "--tv-weight", type=_weight, default=0.0, metavar="GAMMA",
+        help="total variation weight gamma (default 0)",
+    )  # fmt: skip
+    loss.add_argument(
+        "--style-blend", type=_weights, default=None, metavar="W,W,...",
+        help="one weight per style image, normalised to sum 1 (default equal)",
+    )  # fmt: skip
+
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--init", choices=("content", "noise", "style"), default="content",
+                     help="start image (default content)")  # fmt: skip
+    opt.add_argument(
+        "--optimizer", "--optimiser", choices=("lbfgs", "adam"), default="lbfgs", metavar="NAME",
+        help="lbfgs (default, as the paper) or adam",
+    )  # fmt: skip
+    opt.add_argument(
+        "--lr", type=_positive, default=None,
+        help=f"step size (default {DEFAULT_LR['lbfgs']:g} for lbfgs, "
+        f"{DEFAULT_LR['adam']:g} for adam)",
+    )  # fmt: skip
+    opt.add_argument("--seed", type=int, default=0, help="seed of the noise init (default 0)")
+    opt.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    control = p.add_argument_group("control (Gatys et al. 2017)")
+    control.add_argument(
+        "--preserve-colour", "--colour", dest="colour", metavar="MODE",
+        choices=("none", "luminance", "histogram", "swap"), default="none",
+        help="keep the content's colours: none (default), luminance (transfer on the "
+        "luminance only), histogram (style recoloured to the content's colour statistics) "
+        "or swap (the result's chrominance replaced by the content's)",
+    )  # fmt: skip
+    control.add_argument(
+        "--mask", type=Path, nargs="+", default=None, metavar="MASK",
+        help="one grayscale image per style, drawn over the content (its aspect ratio, any "
+        "resolution): white = that style. Put it after CONTENT STYLE",
+    )  # fmt: skip
+    control.add_argument(
+        "--fine-style", type=Path, default=None, metavar="IMG",
+        help="take the fine-scale style (--fine-layers) from this image",
+    )  # fmt: skip
+    control.add_argument(
+        "--fine-layers", type=_layer_names, default=None, metavar="L,...",
+        help=f"style layers --fine-style sets (default {DEFAULT_FINE_LAYERS})",
+    )  # fmt: skip
+
+    net = p.add_argument_group("network")
+    net.add_argument("--arch", choices=("vgg19", "vgg16"), default="vgg19",
+                     help="default vgg19")  # fmt: skip
+    net.add_argument(
+        "--weights", type=Path, default=None, metavar="PATH",
+        help="VGG weights file (default: $NSTCOURSE_WEIGHTS_DIR, the torch hub cache, "
+        "or download)",
+    )  # fmt: skip
+    net.add_argument(
+        "--convention", choices=("torchvision", "caffe"), default=None,
+        help="input convention of a --weights file the course does not know",
+    )  # fmt: skip
+    net.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    p.set_defaults(func=_stylize)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nstcourse",
+        description="The nstcourse command line: run the course notebooks, stylize images.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run_notebooks(commands)
+    _add_stylize(commands)
     return parser
 
 

@@ -77,7 +77,8 @@ def luminance_swap(luma_source: torch.Tensor, colour_source: torch.Tensor) -> to
 
 
 def _mean_cov(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    pixels = image.permute(1, 0, 2, 3).reshape(3, -1).double()  # (3, N·H·W)
+    # float64 on the CPU: 3×3 statistics are cheap, and Apple's MPS has no float64.
+    pixels = image.permute(1, 0, 2, 3).reshape(3, -1).cpu().double()  # (3, N·H·W)
     mean = pixels.mean(dim=1, keepdim=True)
     centred = pixels - mean
     return mean, centred @ centred.T / centred.shape[1]
@@ -103,6 +104,6 @@ def match_colour(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     mu_c, cov_c = _mean_cov(content)
     A = _sqrtm(cov_c) @ _sqrtm(cov_s, inverse=True)
     b = mu_c - A @ mu_s
-    pixels = style.permute(1, 0, 2, 3).reshape(3, -1).double()
+    pixels = style.permute(1, 0, 2, 3).reshape(3, -1).cpu().double()
     out = (A @ pixels + b).float().reshape(3, style.shape[0], *style.shape[-2:])
     return out.permute(1, 0, 2, 3).clamp(0.0, 1.0).to(style)

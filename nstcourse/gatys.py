@@ -221,6 +221,8 @@ def optimise_image(
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={optimizer!r}; use one of {OPTIMIZERS}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     x = x0.detach().clone().requires_grad_(True)
     evaluations = 0
@@ -354,6 +356,10 @@ def stylize(
     steps_per_scale = [steps] * len(scales) if isinstance(steps, int) else list(steps)
     if len(steps_per_scale) != len(scales):
         raise ValueError(f"got {len(steps_per_scale)} step counts for {len(scales)} scales")
+    if min(steps_per_scale) < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if not style_scale > 0:
+        raise ValueError(f"style_scale must be > 0, got {style_scale}")
     if masks is not None:
         masks = [m.reshape(1, 1, *m.shape[-2:]) for m in masks]
         for i, m in enumerate(masks):
@@ -377,36 +383,43 @@ def stylize(
     generator = torch.Generator().manual_seed(seed)
     record = _Recorder(sum(steps_per_scale), progress, callback)
     x = None
-    for side, n_steps in zip(scales, steps_per_scale, strict=True):
-        c = resize_long_side(content_in, side)
-        style_side = max(1, round(style_scale * side))
-        objective = GatysLoss(
-            extractor,
-            c,
-            [resize_long_side(s, style_side) for s in styles],
-            content_layers=content_w,
-            style_layers=style_w,
-            content_weight=content_weight,
-            style_weight=style_weight,
-            tv_weight=tv_weight,
-            style_blend=style_blend,
-            masks=[_resize_mask(m, c.shape[-2:]) for m in masks] if masks else None,
-            fine_style=resize_long_side(fine, style_side) if fine is not None else None,
-            fine_layers=fine_layers,
-        )
-        if x is None:
-            x = _initial_image(init, c, styles, generator)
-        else:  # coarse-to-fine: continue from the previous result, upsampled
-            x = F.interpolate(x, size=c.shape[-2:], mode="bicubic").clamp(0.0, 1.0)
-        record.side = side
-        x = optimise_image(x, objective, steps=n_steps, optimizer=optimizer, lr=lr, on_step=record)
+    with record:
+        for side, n_steps in zip(scales, steps_per_scale, strict=True):
+            c = resize_long_side(content_in, side)
+            style_side = max(1, round(style_scale * side))
+            objective = GatysLoss(
+                extractor,
+                c,
+                [resize_long_side(s, style_side) for s in styles],
+                content_layers=content_w,
+                style_layers=style_w,
+                content_weight=content_weight,
+                style_weight=style_weight,
+                tv_weight=tv_weight,
+                style_blend=style_blend,
+                masks=[_resize_mask(m, c.shape[-2:]) for m in masks] if masks else None,
+                fine_style=resize_long_side(fine, style_side) if fine is not None else None,
+                fine_layers=fine_layers,
+            )
+            if x is None:
+                x = _initial_image(init, c, styles, generator)
+            else:  # coarse-to-fine: continue from the previous result, upsampled
+                x = F.interpolate(x, size=c.shape[-2:], mode="bicubic").clamp(0.0, 1.0)
+            record.side = side
+            x = optimise_image(
+                x, objective, steps=n_steps, optimizer=optimizer, lr=lr, on_step=record
+            )
     if colour in ("luminance", "swap"):
         x = luminance_swap(x, resize_long_side(content, max(x.shape[-2:])))
     return record.finish(x)
 
 
 class _Recorder:
-    """``on_step`` for ``optimise_image``: loss history, progress bar and user callback."""
+    """``on_step`` for ``optimise_image``: loss history, progress bar and user callback.
+
+    A context manager that closes the progress bar on the way out, also on an error or
+    Ctrl-C, so that the bar ends its line before any message that follows.
+    """
 
     def __init__(self, total: int, progress: bool, callback: Callback | None):
         self.history: dict[str, list[float]] = {
@@ -427,6 +440,12 @@ class _Recorder:
             self.callback(self.done, image, terms)
         self.done += 1
 
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.bar.close()
+
     def finish(self, image: torch.Tensor) -> StylizeResult:
         self.bar.close()
         return StylizeResult(image, self.history, time.perf_counter() - self.start)
@@ -439,7 +458,8 @@ def _from_noise(
     x0 = torch.rand(shape, generator=generator).to(extractor_device(objective.extractor))
     record = _Recorder(steps, progress, callback)
     record.side = max(shape[-2:])
-    x = optimise_image(x0, objective, steps=steps, optimizer=optimizer, on_step=record)
+    with record:
+        x = optimise_image(x0, objective, steps=steps, optimizer=optimizer, on_step=record)
     return record.finish(x)
 
 

@@ -88,8 +88,7 @@ def style_transfer_controls(
             result = run(ratio.value, w)
             picture.value = png_bytes(result)
             status.value = (
-                f"optimised: α/β = {10**ratio.value:.3g}, "
-                f"{time.perf_counter() - start:.1f} s"
+                f"optimised: α/β = {10**ratio.value:.3g}, {time.perf_counter() - start:.1f} s"
             )
         except Exception as error:  # the UI must say what went wrong, not swallow it
             status.value = f"failed: {type(error).__name__}: {error}"
@@ -101,4 +100,3 @@ def style_transfer_controls(
     button.on_click(on_run)
     sliders = widgets.VBox([ratio, *weights.values()])
     return widgets.VBox([sliders, button, status, picture])
-
