@@ -60,12 +60,16 @@ def pictures() -> dict[str, list[str]]:
         "tubingen_the_scream.jpg": [p["tubingen"], s["the_scream"]],
         "tubingen_the_scream_luminance.jpg": [
             p["tubingen"], s["the_scream"], "--preserve-colour", "luminance",
+            # a grey style has weaker Gram matrices than a coloured one: β × 10
+            "--style-weight", "1000",
         ],
         "tubingen_two_regions.jpg": [
             p["tubingen"], s["starry_night"], s["mosaic"], "--mask", str(mask), str(inverse),
         ],
         "tubingen_coarse_scream_fine_mosaic.jpg": [
             p["tubingen"], s["the_scream"], "--fine-style", s["mosaic"],
+            # two styles' Gram matrices cannot all be met at once: β / 10 keeps the photo
+            "--style-weight", "10",
         ],
     }  # fmt: skip
 
