@@ -1,5 +1,5 @@
 """Colour control for style transfer (Gatys, Ecker, Bethge, Hertzmann & Shechtman 2017,
-"Controlling Perceptual Factors in Neural Style Transfer", §4).
+"Controlling Perceptual Factors in Neural Style Transfer", §5).
 
 Three ways to keep the content's colours:
 
@@ -95,7 +95,7 @@ def _sqrtm(cov: torch.Tensor, inverse: bool = False) -> torch.Tensor:
 def match_colour(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     r"""Recolour ``style`` so that its RGB mean and covariance equal the content's.
 
-    The linear map of Gatys et al. 2017 (§4.2): :math:`x' = A x + b` with
+    The linear map of Gatys et al. 2017 (§5.2): :math:`x' = A x + b` with
     :math:`A = \Sigma_c^{1/2} \Sigma_s^{-1/2}` (symmetric square roots, the "image
     analogies" variant) and :math:`b = \mu_c - A \mu_s`, applied to every pixel.
     Returns (N, 3, H_s, W_s) clamped to [0, 1].

@@ -317,13 +317,13 @@ def stylize(
             each stage starts from the previous result upsampled. None: the content size.
         style_scale: the style images are resized to ``style_scale`` × the current long side,
             so a larger value gives larger brush strokes.
-        colour: keep the content's colours (Gatys et al. 2017, §4): "luminance"
+        colour: keep the content's colours (Gatys et al. 2017, §5): "luminance"
             (luminance-only transfer with matched style luminance), "histogram" (style
             recoloured to the content's colour statistics), "swap" (the result's
             chrominance replaced by the content's afterwards), or None.
         masks: spatial control: one (H, W) mask in [0, 1] per style image over the content;
-            style s goes where mask s is on (guided Gram matrices, 2017 §3).
-        fine_style, fine_layers: scale control (2017 §5): the Gram targets of
+            style s goes where mask s is on (guided Gram matrices, 2017, spatial control).
+        fine_style, fine_layers: scale control (2017): the Gram targets of
             ``fine_layers`` come from ``fine_style``, the others from ``styles``.
         seed: for the noise init.
         device: None picks CUDA, MPS or CPU (ignored when an extractor is given).

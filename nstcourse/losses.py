@@ -79,7 +79,7 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
 
 
 def guided_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    r"""Gram matrix of the region a mask selects (Gatys et al. 2017, §3: guided Gram matrices).
+    r"""Gram matrix of the region a mask selects: Gatys et al. 2017's guided Gram matrices.
 
     :math:`G^{r}_{ij} = \sum_k (m_k F_{ik})(m_k F_{jk}) / (C \sum_k m_k^2)`, so that a mask of ones
     gives ``gram_matrix(features)`` and a region's Gram does not depend on its area.
