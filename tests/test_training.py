@@ -1,0 +1,297 @@
+"""nstcourse.training: the loop, exact resume, NaN guard, atomic checkpoints, clipping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nstcourse import training
+from nstcourse.espcn import ESPCN
+from nstcourse.srcnn import SRCNN
+from nstcourse.srgan import Discriminator, SRGANStep, SRResNet
+from nstcourse.training import (
+    AdjustableGradClip,
+    load_checkpoint,
+    load_model,
+    read_metadata,
+    sample_batches,
+    save_checkpoint,
+    save_model,
+    train,
+)
+
+
+class NoisyPairs(torch.utils.data.Dataset):
+    """(blurred, sharp) 8x8 patches with a random flip drawn from torch's RNG."""
+
+    def __init__(self, n: int = 16):
+        generator = torch.Generator().manual_seed(1)
+        self.sharp = torch.rand(n, 1, 8, 8, generator=generator)
+        self.blurred = F.avg_pool2d(self.sharp, 3, stride=1, padding=1, count_include_pad=False)
+
+    def __len__(self) -> int:
+        return len(self.sharp)
+
+    def __getitem__(self, i: int):
+        x, y = self.blurred[i], self.sharp[i]
+        if torch.rand(()) < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
+        return x, y
+
+
+def mse(model: nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return F.mse_loss(model(x), y)
+
+
+def noisy_mse(model: nn.Module, batch) -> torch.Tensor:
+    """Draws from the global RNG inside the step: resume must restore that RNG too."""
+    x, y = batch
+    return F.mse_loss(model(x + 0.01 * torch.randn_like(x)), y)
+
+
+def tiny_srcnn(seed: int = 0) -> SRCNN:
+    torch.manual_seed(seed)
+    return SRCNN(f1=3, f2=1, f3=3, n1=4, n2=4)
+
+
+def _run(model, folder, *, steps=12, on_step=None, loss_fn=noisy_mse):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    return train(
+        model,
+        loss_fn,
+        sample_batches(NoisyPairs(), batch_size=4, seed=3),
+        steps=steps,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        validate=lambda m: {"psnr": 10.0},
+        validate_every=3,
+        checkpoint=folder,
+        checkpoint_every=4,
+        progress=False,
+        device="cpu",
+        on_step=on_step,
+    )
+
+
+def test_loss_goes_down():
+    model = tiny_srcnn()
+    batches = sample_batches(NoisyPairs(), batch_size=8, seed=0)
+    history = train(
+        model,
+        mse,
+        batches,
+        steps=60,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        progress=False,
+        device="cpu",
+    )
+    assert history["step"] == list(range(60))
+    first, last = sum(history["loss"][:5]) / 5, sum(history["loss"][-5:]) / 5
+    assert last < 0.5 * first
+
+
+def test_sample_batches_depends_on_the_step_only():
+    batches = sample_batches(NoisyPairs(), batch_size=4, seed=7)
+    x5, y5 = batches(5)
+    batches(0)
+    torch.rand(10)  # the global RNG moving on does not matter
+    assert torch.equal(batches(5)[0], x5) and torch.equal(batches(5)[1], y5)
+    assert not torch.equal(batches(6)[1], y5)
+    with pytest.raises(ValueError, match="empty"):
+        sample_batches([], batch_size=1, seed=0)
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path):
+    reference = tiny_srcnn()
+    expected_history = _run(reference, tmp_path / "a")
+
+    def interrupt(step, terms):
+        if step == 6:  # the last checkpoint was after step index 3 (4 steps done)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_srcnn(), tmp_path / "b", on_step=interrupt)
+    assert torch.load(tmp_path / "b" / training.STATE_FILE, weights_only=True)["step"] == 4
+
+    torch.manual_seed(123)  # a fresh process: other init, other RNG state
+    resumed = tiny_srcnn(seed=99)
+    history = _run(resumed, tmp_path / "b")
+    for key, value in reference.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert history == expected_history
+    assert [v["step"] for v in history["validation"]] == [3, 6, 9, 12]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "model-00000012.safetensors",
+        training.STATE_FILE,
+    ]
+
+
+def test_a_finished_run_resumes_as_a_no_op(tmp_path):
+    model = tiny_srcnn()
+    _run(model, tmp_path, steps=4)
+    again = tiny_srcnn(seed=5)
+    history = _run(again, tmp_path, steps=4)
+    assert len(history["loss"]) == 4
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True)
+    )
+
+
+def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
+    def poisoned(model, batch):
+        loss = mse(model, batch)
+        return loss * float("nan") if poisoned.calls == 5 else loss
+
+    poisoned.calls = 0
+
+    def count(step, terms):
+        poisoned.calls += 1
+
+    model = tiny_srcnn()
+    with pytest.raises(FloatingPointError, match="step 5: loss is nan"):
+        _run(model, tmp_path, loss_fn=poisoned, on_step=count)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # never applied
+    good = tiny_srcnn(seed=1)
+    optimizer = torch.optim.SGD(good.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    step, history = load_checkpoint(
+        tmp_path, good, {"optimizer": optimizer}, {"scheduler": scheduler}
+    )
+    assert step == 4 and len(history["loss"]) == 4
+    assert all(math.isfinite(v) for v in history["loss"])
+
+
+def _save(folder, model, step):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    save_checkpoint(folder, model, {"optimizer": optimizer}, {}, step=step, history={"loss": []})
+
+
+@pytest.mark.parametrize("target", ["torch.save", "safetensors"])
+def test_a_half_written_checkpoint_never_replaces_a_good_one(tmp_path, monkeypatch, target):
+    good = tiny_srcnn(seed=0)
+    _save(tmp_path, good, step=10)
+
+    def write_half_then_crash(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the write
+
+    if target == "torch.save":
+        monkeypatch.setattr(training.torch, "save", write_half_then_crash)
+    else:
+        monkeypatch.setattr(training.safetensors.torch, "save_file", write_half_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, tiny_srcnn(seed=1), step=20)
+    monkeypatch.undo()
+
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[-1] == training.STATE_FILE and not any(n.endswith(".part") for n in names)
+    restored = tiny_srcnn(seed=2)
+    optimizer = torch.optim.SGD(restored.parameters(), lr=0.1)
+    step, _ = load_checkpoint(tmp_path, restored, {"optimizer": optimizer}, {})
+    assert step == 10
+    assert all(
+        torch.equal(a, b) for a, b in zip(good.parameters(), restored.parameters(), strict=True)
+    )
+
+
+def _one_step(clip_grad, lr=0.1):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    start = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(8, 4) * 100, torch.randn(8, 1) * 100  # large gradients
+    train(
+        model,
+        lambda m, batch: F.mse_loss(m(batch[0]), batch[1]),
+        lambda step: (x, y),
+        steps=1,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+        clip_grad=clip_grad,
+        progress=False,
+        device="cpu",
+    )
+    return torch.cat([(p - s).flatten() for p, s in zip(model.parameters(), start, strict=True)])
+
+
+def test_gradient_clipping_by_norm_and_vdsr_adjustable():
+    assert _one_step(None).norm() > 10
+    assert _one_step(0.5).norm().item() == pytest.approx(0.1 * 0.5, rel=1e-4)
+    # VDSR: each component of the gradient within theta / lr, so each update within theta
+    step = _one_step(AdjustableGradClip(theta=0.01), lr=0.1)
+    assert step.abs().max().item() == pytest.approx(0.01, rel=1e-5)
+    step = _one_step(AdjustableGradClip(theta=0.01), lr=0.01)  # bound grows as lr falls
+    assert step.abs().max().item() == pytest.approx(0.01, rel=1e-5)
+    with pytest.raises(ValueError, match="clip_grad=0"):
+        _one_step(0.0)
+
+
+def test_train_argument_errors():
+    model = nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="exactly one"):
+        train(model, None, lambda s: None, steps=1, optimizer=opt, progress=False)
+    with pytest.raises(ValueError, match="exactly one"):
+        train(model, mse, lambda s: None, steps=1, optimizer=opt, update=lambda b: {})
+
+
+def test_gan_update_with_two_optimizers_checkpoints_and_resumes(tmp_path):
+    def make():
+        torch.manual_seed(0)
+        G, D = SRResNet(scale=2, blocks=1, width=4), Discriminator(width=4, pooled_size=1)
+        opt_G = torch.optim.Adam(G.parameters(), lr=1e-3)
+        opt_D = torch.optim.Adam(D.parameters(), lr=1e-3)
+        return SRGANStep(G, D, F.mse_loss, opt_G=opt_G, opt_D=opt_D)
+
+    hr = torch.rand(2, 3, 16, 16)
+
+    def run(gan, folder, steps):
+        return train(
+            gan.models,
+            None,
+            lambda step: (F.avg_pool2d(hr, 2), hr),
+            steps=steps,
+            optimizer=gan.optimizers,
+            update=gan,
+            checkpoint=folder,
+            checkpoint_every=1,
+            progress=False,
+            device="cpu",
+        )
+
+    whole = make()
+    history = run(whole, tmp_path / "a", 3)
+    assert set(history) >= {"loss", "content", "adversarial", "discriminator", "d_real"}
+    parted = make()
+    run(parted, tmp_path / "b", 2)
+    run(make(), tmp_path / "b", 3)  # resumes at step 2 into fresh networks
+    resumed = safetensors.torch.load_file(str(tmp_path / "b" / "model-00000003.safetensors"))
+    for key, value in whole.models.state_dict().items():
+        assert torch.equal(resumed[key], value), key
+
+
+def test_save_and_load_model(tmp_path):
+    model = ESPCN(scale=3, n1=8, n2=4)
+    path = tmp_path / "espcn.safetensors"
+    recipe = {"steps": 10, "seed": 0, "data": "T91"}
+    save_model(model, path, kwargs={"scale": 3, "n1": 8, "n2": 4}, metadata={"recipe": recipe})
+    info = read_metadata(path)
+    assert info == {"class": "ESPCN", "kwargs": {"scale": 3, "n1": 8, "n2": 4}, "recipe": recipe}
+    loaded = load_model(ESPCN, path, device="cpu")
+    assert not loaded.training
+    x = torch.rand(1, 1, 5, 5)
+    assert torch.equal(loaded(x), model.eval()(x))
+    load_model(ESPCN(scale=3, n1=8, n2=4), path, device="cpu")
+    with pytest.raises(ValueError, match="not a SRCNN"):
+        load_model(SRCNN, path)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_model(ESPCN(scale=2, n1=8, n2=4), path, device="cpu")
+    with pytest.raises(TypeError):
+        save_model(model, tmp_path / "bad.safetensors", kwargs={"f": object()})
+    assert not (tmp_path / "bad.safetensors").exists()
