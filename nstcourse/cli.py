@@ -4,6 +4,8 @@
     execute the course notebooks headless with papermill and print a table.
 ``nstcourse stylize CONTENT STYLE [STYLE ...] -o OUT [options]``
     Gatys style transfer of one image (``nstcourse.gatys.stylize``).
+``nstcourse upscale ...``, ``nstcourse train-sr ...``
+    super-resolution; see ``nstcourse.cli_sr``.
 
 ``stylize`` checks every argument and reads every file before it starts optimising, and
 writes OUT atomically: after a failure or Ctrl-C there is no file (and no temporary
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nstcourse.cli_sr import add_sr_commands
 from nstcourse.features import VGGFeatures
 from nstcourse.gatys import (
     CONTENT_LAYERS,
@@ -593,11 +596,13 @@ def _add_stylize(commands: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nstcourse",
-        description="The nstcourse command line: run the course notebooks, stylize images.",
+        description="The nstcourse command line: run the course notebooks, stylize images, "
+        "upscale images and train super-resolution models.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_notebooks(commands)
     _add_stylize(commands)
+    add_sr_commands(commands)  # upscale, train-sr
     return parser
 
 

@@ -1,0 +1,645 @@
+"""Training recipes for the course's super-resolution checkpoints, and ``train_sr``.
+
+One frozen dataclass per model says how it is trained: data, patches, batch, optimiser,
+learning-rate schedule. The defaults are sized for a 2-core CPU (the course's CI and a
+student's laptop); each comment gives the paper's value beside ours. ``train_sr`` turns
+a recipe into a ``training.train`` run that checkpoints into a work folder (and resumes
+from it), validates PSNR-Y on Set5 now and then, and finally writes the model with
+``training.save_model``, its metadata holding the scale(s), the whole recipe and the
+measured Set5 PSNR-Y/SSIM-Y beside bicubic's.
+
+Data (``$NSTCOURSE_DATA_DIR``, see the data pack's MANIFEST.md): "T91" = ``sr/T91``
+(SRCNN, ESPCN); "291" = T91 + BSD200 = ``sr/T91`` + ``photos/bsds500_train`` (VDSR,
+SRResNet, SRGAN; SRGAN's paper used 350k ImageNet images, which the course does not have).
+
+Change a recipe with ``dataclasses.replace``: ``train_sr("espcn", ..., recipe=replace(
+ESPCNRecipe(), n1=16))``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from nstcourse import data
+from nstcourse.espcn import ESPCN
+from nstcourse.features import VGGFeatures
+from nstcourse.files import atomic_path
+from nstcourse.images import load_image
+from nstcourse.runmode import pick_device
+from nstcourse.sr_data import IMAGE_SUFFIXES, PatchDataset, load_sr_set
+from nstcourse.srcnn import SRCNN, paper_param_groups
+from nstcourse.srgan import Discriminator, SRGANStep, SRResNet, VGGContentLoss
+from nstcourse.superres import (
+    checkpoint_info,
+    checkpoint_path,
+    evaluate,
+    load_sr_checkpoint,
+    model_spec,
+)
+from nstcourse.training import (
+    STATE_FILE,
+    AdjustableGradClip,
+    sample_batches,
+    save_model,
+    train,
+)
+from nstcourse.vdsr import VDSR
+
+T91 = ("sr/T91",)
+SET_291 = ("sr/T91", "photos/bsds500_train")  # T91 + BSD200
+RECIPE_FILE = "recipe.json"
+
+
+# --- recipes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SRCNNRecipe:
+    """SRCNN 9-5-5 (Dong et al., TPAMI 2016) on the Y channel."""
+
+    f1: int = 9  # the paper's best setting, 9-5-5
+    f2: int = 5
+    f3: int = 5
+    n1: int = 64  # paper: 64 and 32 filters
+    n2: int = 32
+    scales: tuple[int, ...] = (3,)  # the paper's main scale; the course ships x3
+    data: tuple[str, ...] = T91  # paper: T91 (and ImageNet for the big model)
+    max_images: int | None = None  # per folder; None = all (tests use 2)
+    hr_patch: int = 33  # paper: 33x33 sub-images (we cut 33 // s LR px, 33 at x3)
+    patches_per_image: int = 100  # ~9,100 random patches per "epoch" of T91
+    batch_size: int = 16  # paper: 128; 16 keeps a step ~0.1 s on 2 CPU cores
+    lr: float = 1e-4  # paper: 1e-4 for the first two layers (SGD); Adam, as most ports
+    last_layer_lr_factor: float = 0.1  # paper: 1e-5 for the last layer (paper_param_groups)
+    lr_decay_every: int | None = None  # paper: constant rate
+    lr_decay: float = 0.1
+    steps: int = 20_000  # suggested for a CPU run; the paper trained ~10^8 backprops
+    validate_every: int = 1000  # a Set5 evaluation costs about a few steps
+    checkpoint_every: int = 200  # Ctrl-C loses at most this many steps
+
+
+@dataclass(frozen=True)
+class ESPCNRecipe:
+    """ESPCN (Shi et al., CVPR 2016) on the Y channel, all layers in LR space."""
+
+    n1: int = 64  # paper: (f1, n1) = (5, 64), (f2, n2) = (3, 32)
+    n2: int = 32
+    scales: tuple[int, ...] = (3,)  # the course ships x2, x3, x4: one run each
+    data: tuple[str, ...] = T91  # paper: T91 for the image results (also ImageNet)
+    max_images: int | None = None  # per folder; None = all
+    lr_patch: int = 17  # paper: 17r x 17r HR sub-images, i.e. 17x17 LR
+    patches_per_image: int = 100
+    batch_size: int = 16  # paper: not stated; 16 keeps a step cheap on a CPU
+    lr: float = 1e-3  # paper: 0.01 falling to 0.0001 (when the loss stalls); Adam 1e-3
+    lr_decay_every: int | None = 10_000  # a fixed x0.1 step instead of "when it stalls"
+    lr_decay: float = 0.1
+    steps: int = 20_000  # suggested for a CPU run
+    validate_every: int = 1000
+    checkpoint_every: int = 200
+
+
+@dataclass(frozen=True)
+class VDSRRecipe:
+    """VDSR (Kim et al., CVPR 2016): one Y model for x2, x3 and x4, mixed in each batch."""
+
+    depth: int = 20  # paper: d = 20
+    width: int = 64  # paper: 64 filters
+    scales: tuple[int, ...] = (2, 3, 4)  # paper: one model trained on all three
+    data: tuple[str, ...] = SET_291  # paper: 291 images
+    max_images: int | None = None  # per folder; None = all
+    hr_patch: int = 41  # paper: 41x41 patches (the receptive field)
+    patches_per_image: int = 100
+    batch_size: int = 16  # paper: 64; a 20-layer net on 41x41 is the costliest step here
+    optimizer: str = "sgd"  # paper: SGD; "adam" is the usual alternative (then lr 1e-4)
+    lr: float = 0.1  # paper: 0.1 with adjustable clipping; use ~1e-4 with "adam"
+    momentum: float = 0.9  # paper
+    weight_decay: float = 1e-4  # paper
+    # "adjustable": the paper's per-component clip to [-theta/lr, theta/lr]
+    # (AdjustableGradClip). "norm": the gradients' global L2 norm clipped to clip_norm
+    # (twtygqyy/pytorch-vdsr's 0.4). Both train stably here with the values below.
+    clip: str = "adjustable"
+    clip_theta: float = 0.001  # paper: 0.01, which diverged within 2 steps (loss 1e13) here
+    clip_norm: float = 0.4
+    lr_decay_every: int | None = 5_000  # paper: /10 every 20 of 80 epochs; 4 cuts per run
+    lr_decay: float = 0.1
+    steps: int = 20_000  # suggested for a CPU run
+    validate_every: int = 1000
+    checkpoint_every: int = 200
+
+
+@dataclass(frozen=True)
+class SRResNetRecipe:
+    """SRResNet (Ledig et al., CVPR 2017): the SRGAN generator trained with MSE, RGB."""
+
+    blocks: int = 16  # paper: B = 16 residual blocks
+    width: int = 64  # paper: 64 feature maps
+    scales: tuple[int, ...] = (4,)  # paper: x4 only
+    data: tuple[str, ...] = SET_291  # paper: 350k ImageNet images; we have 291
+    max_images: int | None = None  # per folder; None = all
+    lr_patch: int = 24  # paper: 96x96 HR crops, 24x24 LR
+    patches_per_image: int = 100
+    batch_size: int = 4  # paper: 16; 4 keeps a step around a second on 2 CPU cores
+    lr: float = 1e-4  # paper: Adam 1e-4, beta1 0.9, 10^6 updates
+    lr_decay_every: int | None = None  # paper: constant
+    lr_decay: float = 0.1
+    steps: int = 20_000  # suggested for a CPU run
+    validate_every: int = 1000
+    checkpoint_every: int = 100
+
+
+@dataclass(frozen=True)
+class SRGANRecipe:
+    """SRGAN (Ledig et al., CVPR 2017): SRResNet fine-tuned with VGG loss + adversarial loss.
+
+    The content loss is the paper's VGG2,2 variant (``relu2_2``), which the data pack's
+    VGG-19 (conv1_1 … conv3_4) covers; the paper's best, VGG5,4, needs the full VGG-19.
+    """
+
+    generator_init: str | None = None  # an SRResNet checkpoint; None: the course's srresnet_x4
+    scales: tuple[int, ...] = (4,)
+    data: tuple[str, ...] = SET_291  # paper: 350k ImageNet images
+    max_images: int | None = None  # per folder; None = all
+    lr_patch: int = 24  # paper: 96x96 HR crops (D's dense layer expects 6x6 after 4 halvings)
+    patches_per_image: int = 100
+    batch_size: int = 4  # paper: 16
+    lr: float = 1e-4  # paper: Adam 1e-4 for 10^5 updates, then 1e-5 for 10^5
+    lr_decay_every: int | None = 5_000  # paper: one x0.1 cut half-way
+    lr_decay: float = 0.1
+    vgg_layer: str = "relu2_2"  # paper's VGG2,2 (VGG5,4 needs layers the data pack lacks)
+    vgg_rescale: float = 1 / 12.75  # paper: feature maps scaled by 1/12.75
+    adversarial_weight: float = 1e-3  # paper: l_X + 1e-3 l_Gen
+    d_width: int = 64  # paper: 64 ... 512 filters
+    d_pooled_size: int = 6  # paper's 6x6 map before Dense(1024) at 96x96 crops
+    steps: int = 10_000  # suggested for a CPU run
+    validate_every: int = 1000
+    checkpoint_every: int = 100
+
+
+RECIPES: dict[str, type] = {
+    "srcnn": SRCNNRecipe,
+    "espcn": ESPCNRecipe,
+    "vdsr": VDSRRecipe,
+    "srresnet": SRResNetRecipe,
+    "srgan": SRGANRecipe,
+}
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def load_training_images(
+    folders: Sequence[str], *, max_images: int | None = None
+) -> list[torch.Tensor]:
+    """The images in ``<data dir>/<folder>`` for each folder, sorted by name, as
+    (1, 3, H, W) tensors in [0, 1]; at most ``max_images`` per folder."""
+    root = data.data_dir()
+    if root is None:
+        raise FileNotFoundError(
+            f"training data: ${data.DATA_DIR_ENV} is not set; set it to the folder that "
+            f"holds {', '.join(folders)}"
+        )
+    images = []
+    for folder in folders:
+        path = root / folder
+        if not path.is_dir():
+            raise FileNotFoundError(f"training data: folder {path} not found")
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"training data: no images in {path}")
+        images += [load_image(p) for p in files[:max_images]]
+    return images
+
+
+class MultiScalePatchDataset(Dataset):
+    """VDSR's training patches: x2, x3 and x4 mixed, all cut to one size.
+
+    Item i is a patch at scale ``scales[i % k]`` (k scales), so a batch drawn at random
+    mixes them. Each is a ``PatchDataset(pre_upsample=True)`` patch of
+    ceil(patch_size / s) LR pixels (≥ ``patch_size`` HR pixels), cropped to its top-left
+    ``patch_size`` × ``patch_size``, so every item has the same shape.
+
+    Returns per item ``(x, y)``: the bicubic-upscaled LR patch and the HR patch, both
+    (C, patch_size, patch_size) in [0, 1].
+    """
+
+    def __init__(
+        self,
+        images: Sequence[torch.Tensor],
+        *,
+        scales: Sequence[int],
+        patch_size: int,
+        channels: str = "y",
+        patches_per_image: int = 100,
+        seed: int = 0,
+    ) -> None:
+        self.patch_size = patch_size
+        self.parts = [
+            PatchDataset(
+                images,
+                scale=s,
+                patch_size=math.ceil(patch_size / s),
+                channels=channels,
+                pre_upsample=True,
+                patches_per_image=patches_per_image,
+                seed=seed * 100 + s,  # a different crop sequence per scale
+            )
+            for s in scales
+        ]
+
+    def __len__(self) -> int:
+        return len(self.parts) * len(self.parts[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k = len(self.parts)
+        x, y = self.parts[index % k][index // k]
+        p = self.patch_size
+        return x[:, :p, :p].contiguous(), y[:, :p, :p].contiguous()
+
+
+# --- building a run --------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """Everything ``training.train`` needs for one recipe, plus the network to save."""
+
+    net: nn.Module  # the SR network (G for SRGAN)
+    kwargs: dict[str, Any]  # rebuilds net: type(net)(**kwargs)
+    model: nn.Module  # what train() trains and checkpoints (net, or {"G", "D"})
+    dataset: Dataset
+    optimizer: Any
+    scheduler: Any = None
+    loss_fn: Callable | None = None
+    update: Callable | None = None
+    clip_grad: Any = None
+
+
+def _step_lr(optimizer: torch.optim.Optimizer, recipe) -> Any:
+    if recipe.lr_decay_every is None:
+        return None
+    return torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=recipe.lr_decay_every, gamma=recipe.lr_decay
+    )
+
+
+def _mse(model: nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return F.mse_loss(model(x), y)
+
+
+def _half_sum_squares(model: nn.Module, batch) -> torch.Tensor:
+    """VDSR's loss 1/2 ||y - f(x)||^2 per patch (summed over pixels), mean over the batch.
+
+    The sum (not a pixel mean) is what gives lr 0.1 its meaning: with a pixel mean the
+    gradients would be 41^2 times smaller.
+    """
+    x, y = batch
+    return 0.5 * (model(x) - y).pow(2).sum() / x.shape[0]
+
+
+def _build_srcnn(recipe: SRCNNRecipe, scales, images, seed, device) -> Setup:
+    (scale,) = scales
+    kwargs = dict(f1=recipe.f1, f2=recipe.f2, f3=recipe.f3, n1=recipe.n1, n2=recipe.n2)
+    net = SRCNN(**kwargs)
+    if recipe.hr_patch < scale:
+        raise ValueError(f"SRCNNRecipe.hr_patch={recipe.hr_patch} is smaller than x{scale}")
+    dataset = PatchDataset(
+        images,
+        scale=scale,
+        patch_size=recipe.hr_patch // scale,  # 11 LR px = 33 HR px at x3
+        pre_upsample=True,
+        patches_per_image=recipe.patches_per_image,
+        seed=seed,
+    )
+    groups = paper_param_groups(net, lr=recipe.lr)
+    groups[-1]["lr"] = recipe.lr * recipe.last_layer_lr_factor
+    optimizer = torch.optim.Adam(groups)
+    return Setup(net, kwargs, net, dataset, optimizer, _step_lr(optimizer, recipe), _mse)
+
+
+def _build_espcn(recipe: ESPCNRecipe, scales, images, seed, device) -> Setup:
+    (scale,) = scales
+    kwargs = dict(scale=scale, n1=recipe.n1, n2=recipe.n2)
+    net = ESPCN(**kwargs)
+    dataset = PatchDataset(
+        images,
+        scale=scale,
+        patch_size=recipe.lr_patch,
+        patches_per_image=recipe.patches_per_image,
+        seed=seed,
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+    return Setup(net, kwargs, net, dataset, optimizer, _step_lr(optimizer, recipe), _mse)
+
+
+def _build_vdsr(recipe: VDSRRecipe, scales, images, seed, device) -> Setup:
+    kwargs = dict(depth=recipe.depth, width=recipe.width)
+    net = VDSR(**kwargs)
+    dataset = MultiScalePatchDataset(
+        images,
+        scales=scales,
+        patch_size=recipe.hr_patch,
+        patches_per_image=recipe.patches_per_image,
+        seed=seed,
+    )
+    if recipe.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            net.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+        )
+        if recipe.clip == "adjustable":
+            clip = AdjustableGradClip(theta=recipe.clip_theta)
+        elif recipe.clip == "norm":
+            clip = recipe.clip_norm
+        else:
+            raise ValueError(f'VDSRRecipe.clip={recipe.clip!r}; use "norm" or "adjustable"')
+    elif recipe.optimizer == "adam":
+        optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+        clip = None  # Adam's steps are already bounded by lr
+    else:
+        raise ValueError(f'VDSRRecipe.optimizer={recipe.optimizer!r}; use "sgd" or "adam"')
+    scheduler = _step_lr(optimizer, recipe)
+    return Setup(net, kwargs, net, dataset, optimizer, scheduler, _half_sum_squares, None, clip)
+
+
+def _rgb_patches(recipe, scale: int, images, seed: int) -> PatchDataset:
+    return PatchDataset(
+        images,
+        scale=scale,
+        patch_size=recipe.lr_patch,
+        channels="rgb",
+        patches_per_image=recipe.patches_per_image,
+        seed=seed,
+    )
+
+
+def _build_srresnet(recipe: SRResNetRecipe, scales, images, seed, device) -> Setup:
+    (scale,) = scales
+    kwargs = dict(scale=scale, blocks=recipe.blocks, width=recipe.width)
+    net = SRResNet(**kwargs)
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
+    dataset = _rgb_patches(recipe, scale, images, seed)
+    return Setup(net, kwargs, net, dataset, optimizer, _step_lr(optimizer, recipe), _mse)
+
+
+def _build_srgan(recipe: SRGANRecipe, scales, images, seed, device) -> Setup:
+    (scale,) = scales
+    init = recipe.generator_init or checkpoint_path("srresnet", scale)
+    if not Path(init).is_file():
+        raise FileNotFoundError(
+            f"SRGAN starts from an SRResNet checkpoint: {init} not found; train it first "
+            f"with: nstcourse train-sr srresnet --scale {scale} --steps N -o {init}"
+        )
+    G = load_sr_checkpoint(init, name="srresnet", scale=scale, device="cpu").train()
+    kwargs = checkpoint_info(init)["kwargs"]  # G keeps the SRResNet's architecture
+    D = Discriminator(width=recipe.d_width, pooled_size=recipe.d_pooled_size)
+    extractor = VGGFeatures([recipe.vgg_layer], arch="vgg19", device=device)
+    content = VGGContentLoss(extractor, layer=recipe.vgg_layer, rescale=recipe.vgg_rescale)
+    opt_G = torch.optim.Adam(G.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
+    step = SRGANStep(
+        G, D, content, opt_G=opt_G, opt_D=opt_D, adversarial_weight=recipe.adversarial_weight
+    )
+    schedulers = None
+    if recipe.lr_decay_every is not None:
+        schedulers = {"G": _step_lr(opt_G, recipe), "D": _step_lr(opt_D, recipe)}
+    dataset = _rgb_patches(recipe, scale, images, seed)
+    return Setup(G, kwargs, step.models, dataset, step.optimizers, schedulers, None, step)
+
+
+BUILDERS: dict[str, Callable[..., Setup]] = {
+    "srcnn": _build_srcnn,
+    "espcn": _build_espcn,
+    "vdsr": _build_vdsr,
+    "srresnet": _build_srresnet,
+    "srgan": _build_srgan,
+}
+
+
+# --- train_sr ---------------------------------------------------------------------------------
+
+
+def train_sr(
+    name: str,
+    *,
+    scale: int | Sequence[int] | None = None,
+    steps: int,
+    out: str | os.PathLike,
+    seed: int = 0,
+    workdir: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    validate_on: str | None = "Set5",
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    recipe: Any = None,
+) -> dict[str, Any]:
+    """Train SR model ``name`` by its recipe and write it to ``out`` with ``save_model``.
+
+    Args:
+        name: "srcnn", "espcn", "vdsr", "srresnet" or "srgan".
+        scale: the upscaling factor; for VDSR a list of scales mixed in each batch.
+            None: the recipe's ``scales``.
+        steps: total optimizer updates (a resumed run counts those already done).
+        out: the ``.safetensors`` file to write (atomically, at the end).
+        seed: seeds the initial weights, the patches and the batches.
+        workdir: the checkpoint folder; default ``runs/<name>_x<scale>``. A run there is
+            resumed (its recipe must be the same; ``steps`` may grow).
+        batch_size, lr: override the recipe's.
+        validate_on: SR set for the periodic PSNR-Y and the final metrics; None: neither.
+        progress: show a progress bar.
+        device: None picks CUDA, then MPS, then CPU.
+        recipe: a recipe instance (default: ``RECIPES[name]()``).
+
+    Returns:
+        the metadata written into ``out``: {"model", "class", "kwargs", "scale" or
+        "scales", "recipe": {...}, "metrics": {...}}.
+
+    A Ctrl-C (KeyboardInterrupt) propagates; the checkpoint in ``workdir`` is complete
+    and the same call resumes from it.
+    """
+    spec = model_spec(name)
+    if name not in RECIPES:
+        raise ValueError(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
+    recipe = RECIPES[name]() if recipe is None else recipe
+    if not isinstance(recipe, RECIPES[name]):
+        raise TypeError(f"recipe for {name} must be a {RECIPES[name].__name__}")
+    scales = _scales(name, scale, recipe)
+    recipe = replace(recipe, scales=scales)
+    if batch_size is not None:
+        recipe = replace(recipe, batch_size=batch_size)
+    if lr is not None:
+        recipe = replace(recipe, lr=lr)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if recipe.batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {recipe.batch_size}")
+    if not recipe.lr > 0:
+        raise ValueError(f"lr must be positive, got {recipe.lr}")
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"out={out}: the checkpoint must be a .safetensors file")
+    workdir = Path(workdir) if workdir is not None else default_workdir(name, scales)
+    device = pick_device(device)
+    _check_workdir(workdir, name, recipe, seed)
+
+    start = time.perf_counter()
+    images = load_training_images(recipe.data, max_images=recipe.max_images)
+    val_images = load_sr_set(validate_on) if validate_on else None
+    torch.manual_seed(seed)  # the initial weights
+    setup = BUILDERS[name](recipe, scales, images, seed, device)
+    batches = sample_batches(setup.dataset, batch_size=recipe.batch_size, seed=seed)
+    validate = None
+    if val_images is not None:
+
+        def validate(_model: nn.Module) -> dict[str, float]:
+            return {"psnr_y": evaluate(setup.net, name, scales[0], val_images)["psnr_y"]}
+
+    resumed_from = _checkpoint_step(workdir)
+    history = train(
+        setup.model,
+        setup.loss_fn,
+        batches,
+        steps=steps,
+        optimizer=setup.optimizer,
+        scheduler=setup.scheduler,
+        clip_grad=setup.clip_grad,
+        validate=validate,
+        validate_every=recipe.validate_every,
+        checkpoint=workdir,
+        checkpoint_every=recipe.checkpoint_every,
+        progress=progress,
+        device=device,
+        update=setup.update,
+    )
+    metrics: dict[str, Any] = {}
+    if val_images is not None:
+        results = {f"x{s}": evaluate(setup.net, name, s, val_images) for s in scales}
+        metrics[validate_on] = results
+    losses = history["loss"][-100:]
+    metrics["train"] = {
+        "final_loss_mean_last_100": sum(losses) / len(losses) if losses else None,
+        "validation": history["validation"],
+    }
+    scale_info = {"scales": list(scales)} if spec.multi_scale else {"scale": scales[0]}
+    metadata = {
+        "model": name,
+        **scale_info,
+        "recipe": {
+            **_jsonable(asdict(recipe)),
+            "name": name,
+            "steps": steps,
+            "seed": seed,
+            "data_images": len(images),
+            "validate_on": validate_on,
+            "command": _command(name, scales, steps, out, seed, batch_size, lr),
+            "torch": torch.__version__,
+            "device": _device_name(device),
+            "wall_time_s": round(time.perf_counter() - start, 1),
+            "resumed_from_step": resumed_from,
+        },
+        "metrics": metrics,
+    }
+    save_model(setup.net, out, kwargs=setup.kwargs, metadata=metadata)
+    return {"class": type(setup.net).__name__, "kwargs": setup.kwargs, **metadata}
+
+
+def default_workdir(name: str, scales: Sequence[int]) -> Path:
+    """``runs/<name>_x<scale>`` (``runs/vdsr_x2-3-4`` for several scales)."""
+    return Path("runs") / f"{name}_x{'-'.join(map(str, scales))}"
+
+
+def resolve_scales(name: str, scale: int | Sequence[int] | None) -> tuple[int, ...]:
+    """The scales ``train_sr(name, scale=scale)`` trains: checked, recipe default for None."""
+    return _scales(name, scale, RECIPES[name]())
+
+
+def _scales(name: str, scale, recipe) -> tuple[int, ...]:
+    if scale is None:
+        scales = tuple(recipe.scales)
+    elif isinstance(scale, int):
+        scales = (scale,)
+    else:
+        scales = tuple(scale)
+    if not scales or any(not isinstance(s, int) or s < 2 for s in scales):
+        raise ValueError(f"scale must be an integer >= 2 (or a list for vdsr), got {scale!r}")
+    if len(set(scales)) != len(scales):
+        raise ValueError(f"scale {scale!r} repeats a scale")
+    if len(scales) > 1 and not model_spec(name).multi_scale:
+        raise ValueError(f"{name} is trained for one scale at a time, got {scale!r}")
+    if name in ("srresnet", "srgan") and any(s & (s - 1) for s in scales):
+        raise ValueError(f"{name} upsamples by 2 per block: scale must be 2, 4, 8 …, got {scale}")
+    return scales
+
+
+def _check_workdir(workdir: Path, name: str, recipe, seed: int) -> None:
+    """A new workdir gets recipe.json; an old one must hold the same recipe (except steps)."""
+    wanted = {"name": name, "seed": seed, "recipe": _jsonable(asdict(recipe))}
+    path = workdir / RECIPE_FILE
+    if path.is_file():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if found != wanted:
+            changed = sorted(
+                key
+                for key in {*found.get("recipe", {}), *wanted["recipe"]}
+                if found.get("recipe", {}).get(key) != wanted["recipe"].get(key)
+            )
+            if found.get("name") != name or found.get("seed") != seed:
+                changed = ["name/seed", *changed]
+            raise ValueError(
+                f"workdir {workdir} holds a run with another recipe (differs in "
+                f"{', '.join(changed)}); resume it with the same settings, or use another "
+                "--workdir (or delete that folder to start over)"
+            )
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")
+
+
+def _checkpoint_step(workdir: Path) -> int:
+    state = workdir / STATE_FILE
+    if not state.is_file():
+        return 0
+    return int(torch.load(state, weights_only=True, map_location="cpu")["step"])
+
+
+def _jsonable(value):
+    """Tuples -> lists, so a recipe compares equal to its JSON round trip."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _command(name, scales, steps, out, seed, batch_size, lr) -> str:
+    parts = ["nstcourse train-sr", name, "--scale", ",".join(map(str, scales))]
+    parts += ["--steps", str(steps), "--seed", str(seed)]
+    if batch_size is not None:
+        parts += ["--batch-size", str(batch_size)]
+    if lr is not None:
+        parts += ["--lr", f"{lr:g}"]
+    return " ".join([*parts, "-o", str(out)])
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type == "cpu":
+        cpu = platform.processor() or platform.machine()
+        return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+    return str(device)

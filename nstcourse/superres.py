@@ -1,0 +1,402 @@
+"""Using the super-resolution models: what each is fed, upscaling, scoring, checkpoints.
+
+The four papers feed their networks differently:
+
+=========  =======================  ==========================================  ===========
+name       class                    input (all in [0, 1])                       scales
+=========  =======================  ==========================================  ===========
+srcnn      ``srcnn.SRCNN``          Y of the LR image, bicubic-upscaled ×s       3
+espcn      ``espcn.ESPCN``          Y of the LR image                            2, 3, 4
+vdsr       ``vdsr.VDSR``            Y, bicubic-upscaled; one model for all s     2, 3, 4
+srresnet   ``srgan.SRResNet``       the RGB LR image                             4
+srgan      ``srgan.SRResNet``       the RGB LR image (adversarially trained G)   4
+=========  =======================  ==========================================  ===========
+
+("bicubic" is always MATLAB's, ``sr_data.imresize(method="matlab")``.) The Y models
+(Dong et al. 2014, Shi et al. 2016, Kim et al. 2016) only sharpen the luminance: the
+chroma Cb, Cr is bicubic-upscaled and recombined with the network's Y.
+
+The scales column is what the course ships as checkpoints (``checkpoints/``): files
+``srcnn_x3.safetensors``, ``espcn_x{2,3,4}.safetensors``, ``vdsr.safetensors`` (every
+scale), ``srresnet_x4.safetensors`` and ``srgan_x4.safetensors``, written by
+``nstcourse.sr_recipes.train_sr`` (``nstcourse train-sr``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nstcourse.espcn import ESPCN
+from nstcourse.metrics import psnr, ssim
+from nstcourse.runmode import pick_device
+from nstcourse.sr_data import (
+    bicubic_upscale,
+    degrade,
+    load_sr_set,
+    modcrop,
+    rgb_to_ycbcr,
+    ycbcr_to_rgb,
+)
+from nstcourse.srcnn import SRCNN
+from nstcourse.srgan import SRResNet
+from nstcourse.training import load_model, read_metadata
+from nstcourse.vdsr import VDSR
+
+CHECKPOINTS_DIR_ENV = "NSTCOURSE_CHECKPOINTS_DIR"
+REPO_CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+@dataclass(frozen=True)
+class SRModel:
+    """How one SR model is used.
+
+    Attributes:
+        cls: the network class.
+        channels: "y" (the net sees and returns MATLAB's Y only) or "rgb".
+        pre_upsample: the input is bicubic-upscaled to the output size first.
+        scales: the scales the course ships checkpoints for.
+        multi_scale: one checkpoint serves every scale (VDSR).
+        min_input_side: the smallest input side (in the net's input pixels) accepted:
+            the first layer's kernel. Smaller, and the zero padding is most of what the
+            first layer sees.
+    """
+
+    cls: type[nn.Module]
+    channels: str
+    pre_upsample: bool
+    scales: tuple[int, ...]
+    multi_scale: bool = False
+    min_input_side: int = 3
+
+    def min_lr_side(self, scale: int) -> int:
+        """The smallest LR image side this model accepts at ``scale``."""
+        per_input = self.min_input_side / scale if self.pre_upsample else self.min_input_side
+        return max(1, math.ceil(per_input))
+
+
+MODELS: dict[str, SRModel] = {
+    "srcnn": SRModel(SRCNN, "y", pre_upsample=True, scales=(3,), min_input_side=9),
+    "espcn": SRModel(ESPCN, "y", pre_upsample=False, scales=(2, 3, 4), min_input_side=5),
+    "vdsr": SRModel(VDSR, "y", pre_upsample=True, scales=(2, 3, 4), multi_scale=True),
+    "srresnet": SRModel(SRResNet, "rgb", pre_upsample=False, scales=(4,), min_input_side=9),
+    "srgan": SRModel(SRResNet, "rgb", pre_upsample=False, scales=(4,), min_input_side=9),
+}
+
+
+def model_spec(name: str) -> SRModel:
+    """``MODELS[name]``, or a ValueError listing the known names."""
+    if name not in MODELS:
+        raise ValueError(f"unknown SR model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+# --- upscaling ---------------------------------------------------------------------------
+
+
+def super_resolve(
+    model: nn.Module,
+    lr: torch.Tensor,
+    *,
+    name: str,
+    scale: int,
+    tile: int | None = None,
+) -> torch.Tensor:
+    """Upscale one RGB image with an SR network, fed the way its paper feeds it.
+
+    Y models (srcnn, espcn, vdsr): x = Y of ``rgb_to_ycbcr(lr)`` (bicubic-upscaled ×s
+    first for srcnn and vdsr); the output is ``ycbcr_to_rgb([net(x), Cb↑, Cr↑])`` with
+    Cb↑, Cr↑ the MATLAB-bicubic-upscaled chroma. RGB models (srresnet, srgan): the
+    output is ``net(lr)``. The result is clamped to [0, 1].
+
+    Runs under ``torch.inference_mode`` with the model in eval mode (its mode is
+    restored afterwards), on the model's device.
+
+    Args:
+        model: the network (e.g. from ``load_pretrained``).
+        lr: (1, 3, h, w) RGB in [0, 1].
+        name: a key of ``MODELS``: how the model is fed.
+        scale: the upscaling factor s (the model must have been built/trained for it).
+        tile: None runs the whole image at once; an int runs the net on tiles of at most
+            tile × tile input pixels (each with a margin as wide as the net's receptive
+            field, so the result is the same up to float rounding) to bound memory.
+
+    Returns:
+        (1, 3, s·h, s·w) RGB in [0, 1], on the input's device.
+    """
+    spec = model_spec(name)
+    if lr.dim() != 4 or lr.shape[:2] != (1, 3):
+        raise ValueError(f"lr must be one RGB image (1, 3, h, w), got {tuple(lr.shape)}")
+    if not isinstance(scale, int) or scale < 2:
+        raise ValueError(f"scale must be an integer >= 2, got {scale!r}")
+    if tile is not None and tile < 1:
+        raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+    smallest = spec.min_lr_side(scale)
+    if min(lr.shape[-2:]) < smallest:
+        raise ValueError(
+            f"a {lr.shape[-1]}x{lr.shape[-2]} image is too small for {name} x{scale}: "
+            f"both sides need at least {smallest} px"
+        )
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else lr.device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            x = lr.to(device=device, dtype=torch.float32)
+            if spec.channels == "rgb":
+                sr = _run(model, x, tile=tile, out_scale=scale)
+                _check_output(sr, (1, 3, scale * lr.shape[-2], scale * lr.shape[-1]), name, scale)
+            else:
+                sr = _super_resolve_y(model, x, spec=spec, scale=scale, tile=tile, name=name)
+    finally:
+        model.train(was_training)
+    return sr.clamp(0, 1).to(lr.device)
+
+
+def _check_output(out: torch.Tensor, expected: tuple[int, ...], name: str, scale: int) -> None:
+    if tuple(out.shape) != expected:
+        raise ValueError(
+            f"{name}: the network returned {tuple(out.shape)}, expected {expected}; "
+            f"was it built for x{scale}?"
+        )
+
+
+def _super_resolve_y(
+    model: nn.Module, lr: torch.Tensor, *, spec: SRModel, scale: int, tile: int | None, name: str
+) -> torch.Tensor:
+    ycbcr = rgb_to_ycbcr(lr)  # (1, 3, h, w)
+    chroma = bicubic_upscale(ycbcr[:, 1:], scale, method="matlab")  # (1, 2, sh, sw)
+    y = ycbcr[:, :1]
+    if spec.pre_upsample:
+        y = bicubic_upscale(y, scale, method="matlab")  # (1, 1, sh, sw)
+        y_sr = _run(model, y, tile=tile, out_scale=1)
+    else:
+        y_sr = _run(model, y, tile=tile, out_scale=scale)
+    _check_output(y_sr, (1, 1, *chroma.shape[-2:]), name, scale)
+    return ycbcr_to_rgb(torch.cat([y_sr, chroma], dim=1))
+
+
+def receptive_radius(model: nn.Module) -> int:
+    """An upper bound on how far (in input pixels) an output pixel sees: the sum of the
+    convolutions' half-widths (exact for nets whose convolutions all run at input size;
+    an overestimate for layers after an upsampling, which is safe for tiling)."""
+    radius = 0
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            dh, dw = module.dilation
+            radius += max((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
+    return radius
+
+
+def _run(model: nn.Module, x: torch.Tensor, *, tile: int | None, out_scale: int) -> torch.Tensor:
+    """model(x), whole or in tiles with a receptive-field margin; (1, C, H, W) input."""
+    height, width = x.shape[-2:]
+    if tile is None or (height <= tile and width <= tile):
+        return model(x)
+    margin = receptive_radius(model)
+    rows = []
+    for top in range(0, height, tile):
+        row = []
+        for left in range(0, width, tile):
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            t0, l0 = max(top - margin, 0), max(left - margin, 0)
+            t1, l1 = min(bottom + margin, height), min(right + margin, width)
+            out = model(x[..., t0:t1, l0:l1])
+            s = out_scale
+            row.append(
+                out[..., (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s]
+            )
+        rows.append(torch.cat(row, dim=-1))
+    return torch.cat(rows, dim=-2)
+
+
+# --- scoring ---------------------------------------------------------------------------
+
+
+def evaluate(
+    model: nn.Module,
+    name: str,
+    scale: int,
+    images: str | Sequence[tuple[str, torch.Tensor]],
+    *,
+    shave: int | None = None,
+    tile: int | None = None,
+) -> dict[str, Any]:
+    """PSNR-Y and SSIM-Y of ``model`` and of bicubic upscaling under the papers' protocol.
+
+    For each HR image: hr = modcrop(hr, s); lr = ``degrade(hr, s, method="matlab")``
+    (8-bit); sr = ``super_resolve(model, lr)`` and the baseline
+    ``bicubic_upscale(lr, s, method="matlab")``; both scored against hr on MATLAB's Y
+    with 8-bit rounding and a ``shave``-pixel border removed (``metrics.psnr``/``ssim``).
+
+    Args:
+        model, name, scale: as for ``super_resolve``.
+        images: an SR set name (``sr_data.SR_SETS``, read with ``load_sr_set``) or a list
+            of (stem, (1, 3, H, W) HR tensor in [0, 1]).
+        shave: border pixels removed before scoring; None means ``scale`` (the papers).
+        tile: passed to ``super_resolve``.
+
+    Returns:
+        ``{"psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y": means over the images,
+        "per_image": {stem: the same four}}``; floats in dB (PSNR) and [0, 1] (SSIM),
+        JSON-serialisable.
+    """
+    if isinstance(images, str):
+        images = load_sr_set(images)
+    if len(images) == 0:
+        raise ValueError("evaluate: no images")
+    shave = scale if shave is None else shave
+    per_image: dict[str, dict[str, float]] = {}
+    for stem, image in images:
+        hr = modcrop(image, scale)
+        lr = degrade(hr, scale, method="matlab")
+        sr = super_resolve(model, lr, name=name, scale=scale, tile=tile)
+        bicubic = bicubic_upscale(lr, scale, method="matlab")
+        per_image[stem] = {
+            "psnr_y": float(psnr(sr, hr, shave=shave)),
+            "ssim_y": float(ssim(sr, hr, shave=shave)),
+            "bicubic_psnr_y": float(psnr(bicubic, hr, shave=shave)),
+            "bicubic_ssim_y": float(ssim(bicubic, hr, shave=shave)),
+        }
+    keys = ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y")
+    means = {key: sum(m[key] for m in per_image.values()) / len(per_image) for key in keys}
+    return {**means, "per_image": per_image}
+
+
+# --- course checkpoints ---------------------------------------------------------------------
+
+
+def find_checkpoints_dir(checkpoints_dir: str | os.PathLike | None = None) -> Path:
+    """Where the course checkpoints are: the argument, else ``$NSTCOURSE_CHECKPOINTS_DIR``,
+    else the ``checkpoints/`` folder of the repository checkout this package is in."""
+    if checkpoints_dir is not None:
+        return Path(checkpoints_dir).expanduser()
+    value = os.environ.get(CHECKPOINTS_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else REPO_CHECKPOINTS_DIR
+
+
+def checkpoint_name(name: str, scale: int | None = None) -> str:
+    """The file name of a course checkpoint: ``<name>_x<scale>.safetensors``, or
+    ``vdsr.safetensors`` for the multi-scale VDSR (``scale`` then only checked)."""
+    spec = model_spec(name)
+    scale = _shipped_scale(name, spec, scale)
+    return f"{name}.safetensors" if spec.multi_scale else f"{name}_x{scale}.safetensors"
+
+
+def checkpoint_path(
+    name: str, scale: int | None = None, *, checkpoints_dir: str | os.PathLike | None = None
+) -> Path:
+    """Path of the course checkpoint for ``name`` at ``scale`` (it may not exist yet)."""
+    return find_checkpoints_dir(checkpoints_dir) / checkpoint_name(name, scale)
+
+
+def train_command(name: str, scale: int | None, out: str | os.PathLike) -> str:
+    """The ``nstcourse train-sr`` command that writes checkpoint ``out``."""
+    spec = model_spec(name)
+    scales = ",".join(map(str, spec.scales)) if spec.multi_scale else str(scale)
+    return f"nstcourse train-sr {name} --scale {scales} --steps N -o {out}"
+
+
+def load_pretrained(
+    name: str,
+    scale: int | None = None,
+    *,
+    device: str | torch.device | None = None,
+    checkpoints_dir: str | os.PathLike | None = None,
+) -> nn.Module:
+    """A course checkpoint (see the module docstring) as a model in eval mode.
+
+    Args:
+        name: a key of ``MODELS``.
+        scale: the upscaling factor; may be omitted when the model ships one scale
+            (srcnn 3, srresnet/srgan 4) or one model for all (vdsr).
+        device: None picks CUDA, then MPS, then CPU.
+        checkpoints_dir: the folder (default: see ``find_checkpoints_dir``).
+
+    Raises:
+        FileNotFoundError: the file is missing; the message names the file and the
+            ``nstcourse train-sr`` command that makes it.
+        ValueError: unknown name, a scale the course does not ship, or a file that does
+            not hold that model.
+    """
+    spec = model_spec(name)
+    scale = _shipped_scale(name, spec, scale)
+    path = checkpoint_path(name, scale, checkpoints_dir=checkpoints_dir)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{name} checkpoint {path} not found; train it with: "
+            f"{train_command(name, scale, path)}"
+            f" (or point ${CHECKPOINTS_DIR_ENV} at a folder that has {path.name})"
+        )
+    return load_sr_checkpoint(path, name=name, scale=scale, device=device)
+
+
+def load_sr_checkpoint(
+    path: str | os.PathLike,
+    *,
+    name: str,
+    scale: int | None = None,
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """Load a ``training.save_model`` file holding SR model ``name``, checking that it is
+    that model's class and, if ``scale`` is given, that it was trained for that scale."""
+    spec = model_spec(name)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    info = checkpoint_info(path)
+    if info.get("class") != spec.cls.__name__:
+        raise ValueError(f"{path} holds a {info.get('class')}, not a {name} ({spec.cls.__name__})")
+    scales = checkpoint_scales(info)
+    if scale is not None and scales and scale not in scales:
+        raise ValueError(f"{path} was trained for x{', x'.join(map(str, scales))}, not x{scale}")
+    return load_model(spec.cls, path, device=pick_device(device))
+
+
+def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a checkpoint, or a ValueError naming the file if it has none."""
+    try:
+        return read_metadata(path)
+    except ValueError:
+        raise
+    except Exception as error:  # safetensors raises its own error type on a bad header
+        raise ValueError(f"{path} is not a safetensors checkpoint ({error})") from error
+
+
+def checkpoint_scales(info: dict[str, Any]) -> tuple[int, ...]:
+    """The scale(s) a checkpoint's metadata says it was trained for (() if none)."""
+    if "scales" in info:
+        return tuple(int(s) for s in info["scales"])
+    if "scale" in info:
+        return (int(info["scale"]),)
+    return ()
+
+
+def _shipped_scale(name: str, spec: SRModel, scale: int | None) -> int | None:
+    if scale is None:
+        if len(spec.scales) == 1:
+            return spec.scales[0]
+        if spec.multi_scale:
+            return None
+        raise ValueError(
+            f"{name}: give a scale; the course ships x{', x'.join(map(str, spec.scales))}"
+        )
+    if scale not in spec.scales:
+        raise ValueError(
+            f"{name} has no x{scale} checkpoint; the course ships {_format_scales(spec.scales)}"
+        )
+    return scale
+
+
+def _format_scales(scales: Sequence[int]) -> str:
+    """(2, 3, 4) -> 'x2, x3, x4'."""
+    return ", ".join(f"x{s}" for s in scales)
