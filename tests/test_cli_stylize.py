@@ -6,6 +6,8 @@ through $NSTCOURSE_WEIGHTS_DIR and the shallow layers it covers.
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image
 
 import nstcourse.cli
 from nstcourse.cli import main
+from nstcourse.features import VGGFeatures
 
 SHALLOW = {"--content-layers": "relu3_2", "--style-layers": "relu1_1,relu2_1,relu3_1"}
 TINY_OPTIONS = {"--size": "48", "--steps": "3", **SHALLOW}
@@ -252,9 +255,17 @@ def test_default_layers_need_the_full_vgg(capsys, files) -> None:
 # ---------------------------------------------------------------- failures mid-way
 
 
-def test_a_failing_optimisation_exits_1_and_writes_nothing(capsys, files) -> None:
+def test_a_failing_optimisation_exits_1_and_writes_nothing(capsys, files, monkeypatch) -> None:
+    """The loss becomes NaN mid-way (VGG's features are poisoned after a few calls)."""
+    real_forward, calls = VGGFeatures.forward, itertools.count()
+
+    def poisoned(self, x):
+        features = real_forward(self, x)
+        return features if next(calls) < 4 else {k: v * math.nan for k, v in features.items()}
+
+    monkeypatch.setattr(VGGFeatures, "forward", poisoned)
     argv = [files["content"], files["style"], "-o", files["out"], *TINY]
-    code, _, err = run(capsys, [*argv, "--optimizer", "adam", "--lr", "1e30"])
+    code, _, err = run(capsys, argv)
     assert code == 1
     assert "error: the optimisation failed: the loss became" in err and "lower lr" in err
     assert_nothing_written(files)

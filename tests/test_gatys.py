@@ -20,6 +20,7 @@ from nstcourse.gatys import (
     SHALLOW_CONTENT_LAYERS,
     SHALLOW_STYLE_LAYERS,
     GatysLoss,
+    clamp_pixels,
     layer_weights,
     optimise_image,
     reconstruct_content,
@@ -456,3 +457,30 @@ def test_reconstruct_builds_its_own_extractor(partial_vgg19, monkeypatch, conten
     small = resize_long_side(content, 16)
     result = reconstruct_content(small, "relu1_1", steps=2, device="cpu", progress=False)
     assert result.image.shape == small.shape
+
+
+def test_clamp_pixels_has_the_value_of_clamp_and_a_gradient_back_into_range() -> None:
+    x = torch.tensor([-0.5, 0.0, 0.3, 1.0, 1.5], requires_grad=True)
+    y = clamp_pixels(x)
+    torch.testing.assert_close(y, x.detach().clamp(0, 1))
+    # A loss that wants every pixel darker: -grad points down. The pixel at -0.5 must not
+    # go further down; the one at 1.5 may come back (torch.clamp would freeze it, and
+    # the pixels at 0 and 1 too).
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0]))
+    x.grad = None
+    (-clamp_pixels(x)).sum().backward()  # wants them brighter
+    torch.testing.assert_close(x.grad, torch.tensor([-1.0, -1.0, -1.0, -1.0, 0.0]))
+
+
+def test_optimise_image_scores_the_image_it_returns(vgg, content, style) -> None:
+    """Every evaluation is of an image in [0, 1], and its loss is that image's loss."""
+    objective = GatysLoss(vgg, content, [style], **SHALLOW, content_weight=1.0, style_weight=1e4)
+    seen = []
+    optimise_image(
+        content, objective, steps=8, on_step=lambda step, image, terms: seen.append((image, terms))
+    )
+    for image, terms in seen:
+        assert image.min() >= 0 and image.max() <= 1
+        with torch.no_grad():
+            assert objective(image)["total"].item() == pytest.approx(terms["total"], rel=1e-4)
