@@ -377,8 +377,14 @@ def _build_vdsr(recipe: VDSRRecipe, scales, images, seed, device) -> Setup:
 
 
 def _rgb_patches(recipe, scale: int, images, seed: int) -> PatchDataset:
+    """96 px HR patches; the few training images smaller than that (T91 has 78 px ones)
+    are left out rather than failing the run."""
+    hr_patch = recipe.lr_patch * scale
+    large = [image for image in images if min(image.shape[-2:]) // scale * scale >= hr_patch]
+    if not large:
+        raise ValueError(f"no training image is at least {hr_patch} px after modcrop")
     return PatchDataset(
-        images,
+        large,
         scale=scale,
         patch_size=recipe.lr_patch,
         channels="rgb",
@@ -443,7 +449,7 @@ def train_sr(
     workdir: str | os.PathLike | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
-    validate_on: str | None = "Set5",
+    validate_on: str | Sequence[tuple[str, torch.Tensor]] | None = "Set5",
     progress: bool = True,
     device: str | torch.device | None = None,
     recipe: Any = None,
@@ -460,14 +466,18 @@ def train_sr(
         workdir: the checkpoint folder; default ``runs/<name>_x<scale>``. A run there is
             resumed (its recipe must be the same; ``steps`` may grow).
         batch_size, lr: override the recipe's.
-        validate_on: SR set for the periodic PSNR-Y and the final metrics; None: neither.
+        validate_on: images for the periodic PSNR-Y and the final metrics: an SR set's
+            name, a list of (name, HR image) (e.g. two Set5 images in a smoke run), or
+            None for neither.
         progress: show a progress bar.
         device: None picks CUDA, then MPS, then CPU.
         recipe: a recipe instance (default: ``RECIPES[name]()``).
 
     Returns:
         the metadata written into ``out``: {"model", "class", "kwargs", "scale" or
-        "scales", "recipe": {...}, "metrics": {...}}.
+        "scales", "recipe": {...}, "metrics": {...}}, plus "history": the training
+        history of ``training.train`` (loss per step, validations), which is not
+        stored in ``out``.
 
     A Ctrl-C (KeyboardInterrupt) propagates; the checkpoint in ``workdir`` is complete
     and the same call resumes from it.
@@ -499,7 +509,12 @@ def train_sr(
 
     start = time.perf_counter()
     images = load_training_images(recipe.data, max_images=recipe.max_images)
-    val_images = load_sr_set(validate_on) if validate_on else None
+    if validate_on is None or isinstance(validate_on, str):
+        val_images = load_sr_set(validate_on) if validate_on else None
+        val_name = validate_on
+    else:
+        val_images = list(validate_on)
+        val_name = "+".join(stem for stem, _ in val_images)  # e.g. "baby+bird"
     torch.manual_seed(seed)  # the initial weights
     setup = BUILDERS[name](recipe, scales, images, seed, device)
     batches = sample_batches(setup.dataset, batch_size=recipe.batch_size, seed=seed)
@@ -529,7 +544,7 @@ def train_sr(
     metrics: dict[str, Any] = {}
     if val_images is not None:
         results = {f"x{s}": evaluate(setup.net, name, s, val_images) for s in scales}
-        metrics[validate_on] = results
+        metrics[val_name] = results
     losses = history["loss"][-100:]
     metrics["train"] = {
         "final_loss_mean_last_100": sum(losses) / len(losses) if losses else None,
@@ -545,7 +560,7 @@ def train_sr(
             "steps": steps,
             "seed": seed,
             "data_images": len(images),
-            "validate_on": validate_on,
+            "validate_on": val_name,
             "command": _command(name, scales, steps, out, seed, batch_size, lr),
             "torch": torch.__version__,
             "device": _device_name(device),
@@ -555,7 +570,12 @@ def train_sr(
         "metrics": metrics,
     }
     save_model(setup.net, out, kwargs=setup.kwargs, metadata=metadata)
-    return {"class": type(setup.net).__name__, "kwargs": setup.kwargs, **metadata}
+    return {
+        "class": type(setup.net).__name__,
+        "kwargs": setup.kwargs,
+        **metadata,
+        "history": history,
+    }
 
 
 def default_workdir(name: str, scales: Sequence[int]) -> Path:

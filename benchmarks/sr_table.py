@@ -1,0 +1,138 @@
+r"""Super-resolution table: the course's checkpoints beside bicubic, the papers and references.
+
+Every shipped checkpoint in ``checkpoints/`` (``nstcourse.superres.load_pretrained``) at
+each of its scales, and the data pack's third-party reference checkpoints loaded into our
+architectures (``nstcourse.sr_reference``), are scored on Set5, Set14 and BSD100 by
+``nstcourse.superres.evaluate``: the papers' protocol (modcrop; MATLAB-bicubic
+degradation, 8-bit; PSNR and SSIM on MATLAB's Y with 8-bit rounding; an s-pixel border
+shave). The paper's number for the same model, scale and set is printed beside ours.
+Time per image: median of 3 runs of ``super_resolve`` on Set5 "baby" (512×512 output),
+on the CPU with ``--threads`` threads, and its ratio to bicubic upscaling of the same
+image in the same run.
+
+Paper numbers (PSNR-Y dB, Set5 / Set14 / BSD100): bicubic, SRCNN and VDSR from Kim et
+al. 2016 (VDSR), Table 2; ESPCN ×3 from Shi et al. 2016 (trained on ImageNet; Set5 and
+Set14, the paper reports BSD300 rather than BSD100); SRResNet and SRGAN ×4 from Ledig et
+al. 2017, Table 4 (SRGAN-VGG54).
+
+Run from the repository root (about 10 minutes on 2 CPU cores with all three sets)::
+
+    export NSTCOURSE_DATA_DIR=../shared/data NSTCOURSE_WEIGHTS_DIR=../shared/data/weights
+    python benchmarks/sr_table.py [--sets Set5 Set14 BSD100] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from nstcourse.sr_data import bicubic_upscale, degrade, load_sr_set, modcrop
+from nstcourse.sr_reference import load_reference, reference_path
+from nstcourse.superres import (
+    MODELS,
+    checkpoint_info,
+    checkpoint_path,
+    checkpoint_scales,
+    evaluate,
+    load_pretrained,
+    super_resolve,
+)
+
+# (model, scale) -> {set: PSNR-Y}; sources in the module docstring.
+PAPER = {
+    ("bicubic", 2): {"Set5": 33.66, "Set14": 30.24, "BSD100": 29.56},
+    ("bicubic", 3): {"Set5": 30.39, "Set14": 27.55, "BSD100": 27.21},
+    ("bicubic", 4): {"Set5": 28.42, "Set14": 26.00, "BSD100": 25.96},
+    ("srcnn", 3): {"Set5": 32.75, "Set14": 29.28, "BSD100": 28.41},
+    ("espcn", 3): {"Set5": 33.00, "Set14": 29.42},
+    ("vdsr", 2): {"Set5": 37.53, "Set14": 33.03, "BSD100": 31.90},
+    ("vdsr", 3): {"Set5": 33.66, "Set14": 29.77, "BSD100": 28.82},
+    ("vdsr", 4): {"Set5": 31.35, "Set14": 28.01, "BSD100": 27.29},
+    ("srresnet", 4): {"Set5": 32.05, "Set14": 28.49, "BSD100": 27.58},
+    ("srgan", 4): {"Set5": 29.40, "Set14": 26.02, "BSD100": 25.16},
+}
+# Data-pack reference -> (how our package feeds it, its scales).
+REFERENCE_USE = {
+    "srcnn_x3_fuyongXu": ("srcnn", (3,)),
+    "espcn_x3_yjn870": ("espcn", (3,)),
+    "vdsr_twtygqyy": ("vdsr", (2, 3, 4)),
+    "srgan_x4_leftthomas": ("srgan", (4,)),
+}
+
+
+def median_seconds(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def models_to_score() -> list[tuple[str, str, nn.Module, tuple[int, ...]]]:
+    """(label, package name, model, scales) for every shipped checkpoint and reference."""
+    found = []
+    for name in MODELS:
+        for scale in MODELS[name].scales:
+            path = checkpoint_path(name, scale)
+            if not path.is_file():
+                print(f"  (no {path.name}: skipped)")
+                continue
+            scales = checkpoint_scales(checkpoint_info(path))
+            label = f"{name} (ours)"
+            if any(label == f[0] and scales == f[3] for f in found):
+                continue  # one multi-scale file (vdsr) serves several scales
+            found.append((label, name, load_pretrained(name, scale, device="cpu"), scales))
+    for ref, (name, scales) in REFERENCE_USE.items():
+        if reference_path(ref).is_file():
+            found.append((f"{ref} (reference)", name, load_reference(ref), scales))
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sets = {name: load_sr_set(name) for name in args.sets}
+    baby = dict(sets.get("Set5") or load_sr_set("Set5"))["baby"]
+
+    header = "| model | scale | " + " | ".join(f"{s} PSNR / SSIM (paper)" for s in sets)
+    lines = [header + " | ms per image (× bicubic) |", "|---" * (len(sets) + 3) + "|"]
+    bicubic_rows: dict[int, list[str]] = {}
+    for label, name, model, scales in models_to_score():
+        for scale in scales:
+            cells = []
+            for set_name, images in sets.items():
+                result = evaluate(model, name, scale, images)
+                paper = PAPER.get((name, scale), {}).get(set_name)
+                cells.append(
+                    f"{result['psnr_y']:.2f} / {result['ssim_y']:.4f}"
+                    + (f" ({paper:.2f})" if paper else "")
+                )
+                if scale not in bicubic_rows or len(bicubic_rows[scale]) < len(sets):
+                    bicubic_rows.setdefault(scale, []).append(
+                        f"{result['bicubic_psnr_y']:.2f} / {result['bicubic_ssim_y']:.4f}"
+                        f" ({PAPER[('bicubic', scale)][set_name]:.2f})"
+                    )
+            lr = degrade(modcrop(baby, scale), scale)
+            model_s = median_seconds(lambda: super_resolve(model, lr, name=name, scale=scale))
+            bicubic_s = median_seconds(lambda: bicubic_upscale(lr, scale))
+            lines.append(
+                f"| {label} | ×{scale} | " + " | ".join(cells)
+                + f" | {1000 * model_s:.0f} ({model_s / bicubic_s:.0f}×) |"
+            )  # fmt: skip
+            print(lines[-1], flush=True)
+    for scale, cells in sorted(bicubic_rows.items()):
+        lines.append(f"| bicubic | ×{scale} | " + " | ".join(cells) + " | — |")
+    print(f"\nSR table: PSNR-Y dB / SSIM-Y, papers' protocol; {args.threads} CPU threads\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
