@@ -10,10 +10,11 @@ Time per image: median of 3 runs of ``super_resolve`` on Set5 "baby" (512×512 o
 on the CPU with ``--threads`` threads, and its ratio to bicubic upscaling of the same
 image in the same run.
 
-Paper numbers (PSNR-Y dB, Set5 / Set14 / BSD100): bicubic, SRCNN and VDSR from Kim et
-al. 2016 (VDSR), Table 2; ESPCN ×3 from Shi et al. 2016 (trained on ImageNet; Set5 and
-Set14, the paper reports BSD300 rather than BSD100); SRResNet and SRGAN ×4 from Ledig et
-al. 2017, Table 4 (SRGAN-VGG54).
+Paper numbers (PSNR-Y dB, Set5 / Set14 / BSD100): bicubic, SRCNN and VDSR from the
+benchmark table of Kim et al. 2016 (VDSR; Set5/Set14/B100/Urban100 at ×2/×3/×4); ESPCN
+×3 from Shi et al. 2016 (trained on ImageNet; the paper reports BSD300, not BSD100);
+SRResNet and SRGAN ×4 from Ledig et al. 2017's benchmark table (SRGAN-VGG54). Quoted
+as commonly cited; table numbers not checked against the PDFs here.
 
 Run from the repository root (about 10 minutes on 2 CPU cores with all three sets)::
 

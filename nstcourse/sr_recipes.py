@@ -18,10 +18,8 @@ ESPCNRecipe(), n1=16))``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -36,7 +34,6 @@ from torch.utils.data import Dataset
 from nstcourse import data
 from nstcourse.espcn import ESPCN
 from nstcourse.features import VGGFeatures
-from nstcourse.files import atomic_path
 from nstcourse.images import load_image
 from nstcourse.runmode import pick_device
 from nstcourse.sr_data import IMAGE_SUFFIXES, PatchDataset, load_sr_set
@@ -50,8 +47,11 @@ from nstcourse.superres import (
     model_spec,
 )
 from nstcourse.training import (
-    STATE_FILE,
     AdjustableGradClip,
+    check_workdir,
+    checkpoint_step,
+    device_name,
+    jsonable,
     sample_batches,
     save_model,
     train,
@@ -60,7 +60,6 @@ from nstcourse.vdsr import VDSR
 
 T91 = ("sr/T91",)
 SET_291 = ("sr/T91", "photos/bsds500_train")  # T91 + BSD200
-RECIPE_FILE = "recipe.json"
 
 
 # --- recipes -------------------------------------------------------------------------------
@@ -505,7 +504,7 @@ def train_sr(
         raise ValueError(f"out={out}: the checkpoint must be a .safetensors file")
     workdir = Path(workdir) if workdir is not None else default_workdir(name, scales)
     device = pick_device(device)
-    _check_workdir(workdir, name, recipe, seed)
+    check_workdir(workdir, name, recipe, seed)
 
     start = time.perf_counter()
     images = load_training_images(recipe.data, max_images=recipe.max_images)
@@ -524,7 +523,7 @@ def train_sr(
         def validate(_model: nn.Module) -> dict[str, float]:
             return {"psnr_y": evaluate(setup.net, name, scales[0], val_images)["psnr_y"]}
 
-    resumed_from = _checkpoint_step(workdir)
+    resumed_from = checkpoint_step(workdir)
     history = train(
         setup.model,
         setup.loss_fn,
@@ -555,7 +554,7 @@ def train_sr(
         "model": name,
         **scale_info,
         "recipe": {
-            **_jsonable(asdict(recipe)),
+            **jsonable(asdict(recipe)),
             "name": name,
             "steps": steps,
             "seed": seed,
@@ -563,7 +562,7 @@ def train_sr(
             "validate_on": val_name,
             "command": _command(name, scales, steps, out, seed, batch_size, lr),
             "torch": torch.__version__,
-            "device": _device_name(device),
+            "device": device_name(device),
             "wall_time_s": round(time.perf_counter() - start, 1),
             "resumed_from_step": resumed_from,
         },
@@ -606,46 +605,6 @@ def _scales(name: str, scale, recipe) -> tuple[int, ...]:
     return scales
 
 
-def _check_workdir(workdir: Path, name: str, recipe, seed: int) -> None:
-    """A new workdir gets recipe.json; an old one must hold the same recipe (except steps)."""
-    wanted = {"name": name, "seed": seed, "recipe": _jsonable(asdict(recipe))}
-    path = workdir / RECIPE_FILE
-    if path.is_file():
-        found = json.loads(path.read_text(encoding="utf-8"))
-        if found != wanted:
-            changed = sorted(
-                key
-                for key in {*found.get("recipe", {}), *wanted["recipe"]}
-                if found.get("recipe", {}).get(key) != wanted["recipe"].get(key)
-            )
-            if found.get("name") != name or found.get("seed") != seed:
-                changed = ["name/seed", *changed]
-            raise ValueError(
-                f"workdir {workdir} holds a run with another recipe (differs in "
-                f"{', '.join(changed)}); resume it with the same settings, or use another "
-                "--workdir (or delete that folder to start over)"
-            )
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")
-
-
-def _checkpoint_step(workdir: Path) -> int:
-    state = workdir / STATE_FILE
-    if not state.is_file():
-        return 0
-    return int(torch.load(state, weights_only=True, map_location="cpu")["step"])
-
-
-def _jsonable(value):
-    """Tuples -> lists, so a recipe compares equal to its JSON round trip."""
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(item) for item in value]
-    return value
-
-
 def _command(name, scales, steps, out, seed, batch_size, lr) -> str:
     parts = ["nstcourse train-sr", name, "--scale", ",".join(map(str, scales))]
     parts += ["--steps", str(steps), "--seed", str(seed)]
@@ -654,12 +613,3 @@ def _command(name, scales, steps, out, seed, batch_size, lr) -> str:
     if lr is not None:
         parts += ["--lr", f"{lr:g}"]
     return " ".join([*parts, "-o", str(out)])
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    if device.type == "cpu":
-        cpu = platform.processor() or platform.machine()
-        return f"cpu: {cpu}, {torch.get_num_threads()} threads"
-    return str(device)

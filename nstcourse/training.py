@@ -31,8 +31,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from nstcourse.files import atomic_path
 from nstcourse.runmode import pick_device
 
 STATE_FILE = "train_state.pt"
+RECIPE_FILE = "recipe.json"  # the recipe a work folder was started with
 METADATA_KEY = "nstcourse"
 
 
@@ -352,3 +354,55 @@ def load_model(
     except RuntimeError as error:
         raise ValueError(f"{path} does not fit {type(model).__name__}: {error}") from error
     return model.to(pick_device(device)).eval()
+
+
+# --- runs of a recipe ---------------------------------------------------------------------
+
+
+def check_workdir(workdir: Path, name: str, recipe, seed: int) -> None:
+    """A new workdir gets recipe.json; an old one must hold the same recipe (except steps)."""
+    wanted = {"name": name, "seed": seed, "recipe": jsonable(asdict(recipe))}
+    path = workdir / RECIPE_FILE
+    if path.is_file():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if found != wanted:
+            changed = sorted(
+                key
+                for key in {*found.get("recipe", {}), *wanted["recipe"]}
+                if found.get("recipe", {}).get(key) != wanted["recipe"].get(key)
+            )
+            if found.get("name") != name or found.get("seed") != seed:
+                changed = ["name/seed", *changed]
+            raise ValueError(
+                f"workdir {workdir} holds a run with another recipe (differs in "
+                f"{', '.join(changed)}); resume it with the same settings, or use another "
+                "--workdir (or delete that folder to start over)"
+            )
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")
+
+
+def checkpoint_step(workdir: Path) -> int:
+    state = workdir / STATE_FILE
+    if not state.is_file():
+        return 0
+    return int(torch.load(state, weights_only=True, map_location="cpu")["step"])
+
+
+def jsonable(value):
+    """Tuples -> lists, so a recipe compares equal to its JSON round trip."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.getdevice_name(device)}"
+    if device.type == "cpu":
+        cpu = platform.processor() or platform.machine()
+        return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+    return str(device)

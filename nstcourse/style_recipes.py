@@ -1,0 +1,529 @@
+"""Training recipes for the feed-forward style networks, and ``train_style``.
+
+One frozen dataclass per technique says how it is trained: photos, crops, batch,
+optimiser, loss weights. Defaults are sized for a CPU (the course's CI and a student's
+laptop); each comment gives the paper's value beside ours. ``train_style`` turns a recipe
+into a ``training.train`` run that checkpoints into a work folder (and resumes from it
+exactly), then writes the network with ``training.save_model``: its metadata holds the
+recipe, the final losses and the measured speed (ms per 512×512 image on the device it
+trained on).
+
+- "johnson": ``fast_style.TransformNet`` for one style (Johnson et al. 2016);
+- "cin": the same network with conditional instance norm for S styles (Dumoulin et al.
+  2017); each sample of a batch gets a random style;
+- "adain": ``adain.Decoder`` behind a fixed VGG-19 (Huang & Belongie 2017), trained on
+  (photo, painting) pairs.
+
+Every loss uses VGG-19 layers up to relu3_x, which the data pack's VGG-19 covers (DESIGN
+§5). Data (``$NSTCOURSE_DATA_DIR``, see the data pack's MANIFEST.md): photos from
+``photos/bsds500_train`` (the papers used MS-COCO), paintings from ``images/style``
+(public-domain ones only; the AdaIN paper used ~80,000 WikiArt paintings).
+
+Change a recipe with ``dataclasses.replace``: ``train_style("johnson", ..., recipe=replace(
+JohnsonRecipe(), crop=256))``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from nstcourse import data
+from nstcourse.adain import STYLE_LAYERS, AdaINNet, Decoder
+from nstcourse.fast_style import PerceptualLoss, TransformNet
+from nstcourse.features import VGGFeatures
+from nstcourse.images import load_image, resize_long_side
+from nstcourse.runmode import pick_device
+from nstcourse.sr_recipes import load_training_images
+from nstcourse.training import (
+    check_workdir,
+    checkpoint_step,
+    device_name,
+    jsonable,
+    sample_batches,
+    save_model,
+    train,
+)
+
+PHOTOS = "photos/bsds500_train"
+# Public-domain paintings of the data pack (candy, mosaic: licence unknown; rain-princess:
+# under copyright; so they are left out of what we train and ship).
+PAINTINGS = tuple(
+    f"images/style/{name}"
+    for name in (
+        "starry_night.jpg",
+        "the_scream.jpg",
+        "woman_with_hat_matisse.jpg",
+        "composition_vii.jpg",
+        "wave_crop.jpg",
+        "the_shipwreck_of_the_minotaur.jpg",
+        "monet_woman_with_parasol.jpg",
+        "renoir_bal_du_moulin_de_la_galette.jpg",
+        "monet_water_lilies.jpg",
+        "van_gogh_sunflowers.jpg",
+        "seurat_sunday_afternoon.jpg",
+        "mondrian.jpg",
+        "udnie.jpg",
+    )
+)
+# λ_s for λ_c = 1, by the VGG weights' input convention: Caffe features are ~60x larger
+# (0-255 input, no std), and the style term (Gram of Gram) grows with the 4th power of
+# that, the content term with the square. torchvision: pytorch/examples' 1e10 / 1e5.
+DEFAULT_STYLE_WEIGHT = {"caffe": 10.0, "torchvision": 1e5}
+
+
+# --- recipes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JohnsonRecipe:
+    """Johnson et al. 2016: one TransformNet per style, perceptual loss on VGG-19."""
+
+    # Hokusai (public domain); lengstrom's reference wave net was trained on this file.
+    styles: tuple[str, ...] = ("images/style/engstrom_training/wave.jpg",)
+    data: str = PHOTOS  # paper: 80k MS-COCO images
+    max_images: int | None = None  # None = all 200 photos (tests use 2)
+    short_side: int | None = 160  # photos scaled first, so a crop keeps most of the scene
+    crop: int = 128  # paper: 256x256; 128 is 4x cheaper on a CPU
+    crops_per_image: int = 100
+    style_size: int = 256  # long side of the style image for the Gram targets
+    width: int = 32  # paper: 32, 64, 128 channels
+    res_blocks: int = 5  # paper: 5
+    upsample: str = "nearest"  # paper: transposed convs ("transpose"), with checkerboards
+    batch_size: int = 4  # paper: 4
+    lr: float = 1e-3  # paper: Adam 1e-3
+    content_layers: tuple[str, ...] = ("relu2_2",)  # paper: relu2_2 of VGG-16 (figures)
+    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")  # paper: + relu4_3
+    content_weight: float = 1.0  # λ_c; only λ_s / λ_c and λ_TV / λ_c matter
+    style_weight: float | None = None  # λ_s; None: DEFAULT_STYLE_WEIGHT by VGG convention
+    tv_weight: float = 0.0  # paper: 1e-6 … 1e-4 by cross-validation; 0 in pytorch/examples
+    steps: int = 4000  # suggested for a CPU run; paper: 40k steps (2 epochs of COCO)
+    checkpoint_every: int = 100  # Ctrl-C loses at most this many steps
+    time_size: int = 512  # the image side at which the speed is measured
+
+
+@dataclass(frozen=True)
+class CINRecipe(JohnsonRecipe):
+    """Dumoulin et al. 2017: one TransformNet with conditional instance norm, S styles.
+
+    Each sample of a batch gets a random style (its own Gram target); paper: batch 16,
+    lr 1e-3, 40k steps for 32 styles, 256 crops, VGG-16 style layers up to relu4_1.
+    """
+
+    styles: tuple[str, ...] = PAINTINGS[:10]  # 10 public-domain paintings (N >= 8)
+    steps: int = 10_000  # suggested for a CPU run; more styles need more steps
+
+
+@dataclass(frozen=True)
+class AdaINRecipe:
+    """Huang & Belongie 2017: a decoder for AdaIN(f(c), f(s)), for any style image."""
+
+    layer: str = "relu3_1"  # paper: relu4_1, which the data pack's VGG-19 lacks
+    styles: tuple[str, ...] = PAINTINGS  # paper: ~80k WikiArt paintings; we have 13
+    data: str = PHOTOS  # paper: MS-COCO
+    max_images: int | None = None
+    short_side: int | None = 256  # paper: smallest side 512, then random 256 crops
+    style_short_side: int = 256
+    crop: int = 128  # paper: 256
+    crops_per_image: int = 100
+    batch_size: int = 4  # paper: 8 (content, style) pairs
+    lr: float = 1e-4  # paper: Adam 1e-4
+    style_weight: float = 10.0  # paper: λ = 10 (with its normalised VGG; not re-tuned here)
+    steps: int = 10_000  # suggested for a CPU run; paper: 160k iterations
+    checkpoint_every: int = 100
+    time_size: int = 512
+
+
+RECIPES: dict[str, type] = {"johnson": JohnsonRecipe, "cin": CINRecipe, "adain": AdaINRecipe}
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+class RandomCrops(Dataset):
+    """Random square crops (with a random horizontal flip) of a list of images.
+
+    Item ``index`` is a crop of image ``index % len(images)`` that depends only on
+    (``seed``, ``index``), so ``training.train`` resumes on exactly the same batches.
+
+    Args:
+        images: (1, 3, H, W) or (3, H, W) tensors in [0, 1].
+        size: crop side in pixels.
+        short_side: scale each image first so its shorter side is this (None: as is).
+        crops_per_image: length of the dataset per image (an "epoch").
+        seed: seeds the crop positions and flips.
+
+    Returns per item (3, size, size) in [0, 1].
+    """
+
+    def __init__(
+        self,
+        images: Sequence[torch.Tensor],
+        *,
+        size: int,
+        short_side: int | None = None,
+        crops_per_image: int = 100,
+        seed: int = 0,
+    ) -> None:
+        if len(images) == 0:
+            raise ValueError("images is empty")
+        if crops_per_image < 1:
+            raise ValueError(f"crops_per_image must be positive, got {crops_per_image}")
+        self.size, self.crops_per_image, self.seed = size, crops_per_image, seed
+        self.images = []
+        for number, image in enumerate(images):
+            image = image if image.dim() == 4 else image[None]
+            if short_side is not None:
+                h, w = image.shape[-2:]
+                image = resize_long_side(image, round(max(h, w) * short_side / min(h, w)))
+            if min(image.shape[-2:]) < size:
+                raise ValueError(
+                    f"images[{number}] is {tuple(image.shape[-2:])}, smaller than the crop "
+                    f"size={size} (short_side={short_side})"
+                )
+            self.images.append(image[0].contiguous())
+
+    def __len__(self) -> int:
+        return len(self.images) * self.crops_per_image
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} crops")
+        image = self.images[index % len(self.images)]
+        rng = np.random.default_rng([self.seed, index])
+        i = int(rng.integers(0, image.shape[-2] - self.size + 1))
+        j = int(rng.integers(0, image.shape[-1] - self.size + 1))
+        crop = image[:, i : i + self.size, j : j + self.size]
+        return (crop.flip(-1) if rng.integers(0, 2) else crop).contiguous()
+
+
+class WithStyleIndex(Dataset):
+    """(crop, style index): each item of ``dataset`` with a random style in [0, S)."""
+
+    def __init__(self, dataset: Dataset, *, num_styles: int, seed: int = 0) -> None:
+        self.dataset, self.num_styles, self.seed = dataset, num_styles, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        rng = np.random.default_rng([self.seed, index, 1])
+        return self.dataset[index], int(rng.integers(0, self.num_styles))
+
+
+class ContentStylePairs(Dataset):
+    """(photo crop, painting crop): item i pairs content[i] with a random style crop."""
+
+    def __init__(self, content: Dataset, style: Dataset, *, seed: int = 0) -> None:
+        self.content, self.style, self.seed = content, style, seed
+
+    def __len__(self) -> int:
+        return len(self.content)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index, 2])
+        return self.content[index], self.style[int(rng.integers(0, len(self.style)))]
+
+
+def load_style_images(paths: Sequence[str], *, long_side: int | None = None) -> list[torch.Tensor]:
+    """Style images (1, 3, H, W) in [0, 1]: absolute paths, or relative to the data dir."""
+    images = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_absolute():
+            root = data.data_dir()
+            if root is None:
+                raise FileNotFoundError(
+                    f"style image {name}: ${data.DATA_DIR_ENV} is not set; set it to the data "
+                    "pack, or give absolute paths"
+                )
+            path = root / path
+        if not path.is_file():
+            raise FileNotFoundError(f"style image not found: {path}")
+        images.append(load_image(path, long_side=long_side))
+    return images
+
+
+# --- one update ------------------------------------------------------------------------------
+
+
+class StyleStep:
+    """One optimiser update for ``training.train(update=...)``, logging every loss term.
+
+    ``terms(batch) -> {"total": …, <term>: …}`` (scalar tensors); returns floats
+    {"loss": total, <term>: …} so that each term is in the history (and the checkpoint).
+    """
+
+    def __init__(self, terms: Callable[[Any], dict], optimizer: torch.optim.Optimizer):
+        self.terms, self.optimizer = terms, optimizer
+
+    def __call__(self, batch) -> dict[str, float]:
+        terms = self.terms(batch)
+        total = terms["total"]
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"loss is {total.item()}")  # before it reaches the weights
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return {"loss": total.item(), **{k: v.item() for k, v in terms.items() if k != "total"}}
+
+
+@dataclass
+class Setup:
+    """What ``training.train`` needs for one recipe, plus what to save and time."""
+
+    net: nn.Module  # saved: TransformNet, or the AdaIN Decoder
+    kwargs: dict[str, Any]  # rebuilds net: type(net)(**kwargs)
+    dataset: Dataset
+    optimizer: torch.optim.Optimizer
+    step: StyleStep
+    stylize: Callable[[torch.Tensor], torch.Tensor]  # for the speed measurement
+    vgg: VGGFeatures
+
+
+def _photos(recipe, seed: int) -> RandomCrops:
+    images = load_training_images([recipe.data], max_images=recipe.max_images)
+    return RandomCrops(
+        images,
+        size=recipe.crop,
+        short_side=recipe.short_side,
+        crops_per_image=recipe.crops_per_image,
+        seed=seed,
+    )
+
+
+def _build_transform(name: str, recipe: JohnsonRecipe, seed: int, device) -> Setup:
+    count = len(recipe.styles)
+    layers = list(dict.fromkeys([*recipe.content_layers, *recipe.style_layers]))
+    vgg = VGGFeatures(layers, arch="vgg19", device=device)
+    style_weight = recipe.style_weight
+    if style_weight is None:
+        style_weight = DEFAULT_STYLE_WEIGHT[vgg.weights_info.convention]
+    loss = PerceptualLoss(
+        vgg,
+        styles=load_style_images(recipe.styles, long_side=recipe.style_size),
+        content_layers=recipe.content_layers,
+        style_layers=recipe.style_layers,
+        content_weight=recipe.content_weight,
+        style_weight=style_weight,
+        tv_weight=recipe.tv_weight,
+    )
+    kwargs = dict(
+        width=recipe.width, res_blocks=recipe.res_blocks, upsample=recipe.upsample, styles=count
+    )
+    net = TransformNet(**kwargs)
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+    dataset: Dataset = _photos(recipe, seed)
+    if count > 1:
+        dataset = WithStyleIndex(dataset, num_styles=count, seed=seed)
+
+        def terms(batch):
+            x, index = batch
+            return loss(net(x, _one_hot(index, count)), x, style=index)
+
+    else:
+
+        def terms(batch):
+            return loss(net(batch), batch)
+
+    def stylize(x):
+        return net(x, 0 if count > 1 else None)
+
+    step = StyleStep(terms, optimizer)
+    return Setup(net, kwargs, dataset, optimizer, step, stylize, vgg)
+
+
+def _one_hot(index: torch.Tensor, num_styles: int) -> torch.Tensor:
+    """(N,) style indices → (N, S) one-hot weights."""
+    return torch.nn.functional.one_hot(index, num_styles).float()
+
+
+def _build_adain(name: str, recipe: AdaINRecipe, seed: int, device) -> Setup:
+    vgg = VGGFeatures(list(STYLE_LAYERS[recipe.layer]), arch="vgg19", device=device)
+    decoder = Decoder(layer=recipe.layer)
+    model = AdaINNet(vgg, decoder)
+    paintings = RandomCrops(
+        load_style_images(recipe.styles),
+        size=recipe.crop,
+        short_side=recipe.style_short_side,
+        crops_per_image=recipe.crops_per_image,
+        seed=seed + 1,  # not the photos' crop positions
+    )
+    dataset = ContentStylePairs(_photos(recipe, seed), paintings, seed=seed)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=recipe.lr)
+
+    def terms(batch):
+        content, style = batch
+        return model.loss(content, style, style_weight=recipe.style_weight)
+
+    style_image = paintings.images[0][None]
+
+    def stylize(x):
+        return model(x, style_image.to(x.device))
+
+    step = StyleStep(terms, optimizer)
+    return Setup(decoder, {"layer": recipe.layer}, dataset, optimizer, step, stylize, vgg)
+
+
+BUILDERS: dict[str, Callable[..., Setup]] = {
+    "johnson": _build_transform,
+    "cin": _build_transform,
+    "adain": _build_adain,
+}
+
+
+# --- speed -----------------------------------------------------------------------------------
+
+
+def ms_per_image(
+    stylize: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    size: int = 512,
+    device: str | torch.device | None = None,
+    repeats: int = 3,
+) -> float:
+    """Median wall time in ms of ``stylize`` on one random size×size image (after a warm-up),
+    eager, under ``torch.inference_mode``."""
+    device = pick_device(device)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            stylize(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[1:])
+
+
+# --- train_style -----------------------------------------------------------------------------
+
+
+def train_style(
+    name: str,
+    *,
+    steps: int,
+    out: str | os.PathLike,
+    styles: Sequence[str] | None = None,
+    workdir: str | os.PathLike | None = None,
+    seed: int = 0,
+    recipe: Any = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Train style network ``name`` by its recipe and write it to ``out`` with ``save_model``.
+
+    Args:
+        name: "johnson", "cin" or "adain".
+        steps: total optimizer updates (a resumed run counts those already done).
+        out: the ``.safetensors`` file to write (atomically, at the end).
+        styles: style image paths (absolute, or relative to the data dir); None: the
+            recipe's. johnson: one; cin: S ≥ 2 (their order is the style index); adain:
+            the paintings to train on.
+        workdir: the checkpoint folder; default ``runs/<name>``. A run there is resumed
+            (its recipe and seed must be the same; ``steps`` may grow).
+        seed: seeds the initial weights, the crops and the batches.
+        recipe: a recipe instance (default: ``RECIPES[name]()``).
+        progress: show a progress bar.
+        device: None picks CUDA, then MPS, then CPU.
+
+    Returns:
+        the metadata written into ``out`` ({"model", "class", "kwargs", "recipe",
+        "metrics", "vgg"}) plus "history", the ``training.train`` history (not stored).
+
+    A Ctrl-C propagates; the checkpoint in ``workdir`` is complete and the same call
+    resumes from it.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"no style recipe for {name!r}; known: {', '.join(RECIPES)}")
+    recipe = RECIPES[name]() if recipe is None else recipe
+    if type(recipe) is not RECIPES[name]:
+        raise TypeError(f"recipe for {name} must be a {RECIPES[name].__name__}")
+    if styles is not None:
+        recipe = replace(recipe, styles=tuple(str(s) for s in styles))
+    count = len(recipe.styles)
+    if name == "johnson" and count != 1:
+        raise ValueError(f"johnson trains one style, got {count}; use 'cin' for several")
+    if name in ("cin", "adain") and count < 2:
+        raise ValueError(f"{name} trains on several styles, got {count}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if recipe.batch_size < 1 or not recipe.lr > 0:
+        raise ValueError(f"batch_size={recipe.batch_size}, lr={recipe.lr} must be positive")
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"out={out}: the checkpoint must be a .safetensors file")
+    workdir = Path(workdir) if workdir is not None else Path("runs") / name
+    device = pick_device(device)
+    check_workdir(workdir, name, recipe, seed)
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)  # the initial weights
+    setup = BUILDERS[name](name, recipe, seed, device)
+    resumed_from = checkpoint_step(workdir)
+    history = train(
+        setup.net,
+        None,
+        sample_batches(setup.dataset, batch_size=recipe.batch_size, seed=seed),
+        steps=steps,
+        optimizer=setup.optimizer,
+        checkpoint=workdir,
+        checkpoint_every=recipe.checkpoint_every,
+        progress=progress,
+        device=device,
+        update=setup.step,
+    )
+    wall_time = time.perf_counter() - start
+    setup.net.eval()
+    speed = ms_per_image(setup.stylize, size=recipe.time_size, device=device)
+    terms = [key for key in history if key not in ("step", "validation")]
+    final = {
+        f"{key}_mean_last_100": sum(history[key][-100:]) / len(history[key][-100:]) for key in terms
+    }
+    info = setup.vgg.weights_info
+    metadata = {
+        "model": name,
+        "recipe": {
+            **jsonable(asdict(recipe)),
+            "name": name,
+            "steps": steps,
+            "seed": seed,
+            "command": f"train_style({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
+            "torch": torch.__version__,
+            "device": device_name(device),
+            "wall_time_s": round(wall_time, 1),
+            "resumed_from_step": resumed_from,
+        },
+        "metrics": {
+            "train": final,
+            "speed": {
+                f"ms_per_{recipe.time_size}px_image": round(speed, 2),
+                "device": device_name(device),
+                "mode": "eager, inference_mode, batch 1",
+            },
+        },
+        "vgg": {
+            "arch": "vgg19",
+            "file": Path(info.path).name,
+            "convention": info.convention,
+            "random_layers": setup.vgg.random_layers,
+        },
+    }
+    save_model(setup.net, out, kwargs=setup.kwargs, metadata=metadata)
+    return {
+        "class": type(setup.net).__name__,
+        "kwargs": setup.kwargs,
+        **metadata,
+        "history": history,
+    }
