@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 import torch
 from torch import nn
@@ -122,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                         f" ({PAPER[('bicubic', scale)][set_name]:.2f})"
                     )
             lr = degrade(modcrop(baby, scale), scale)
-            model_s = median_seconds(lambda: super_resolve(model, lr, name=name, scale=scale))
-            bicubic_s = median_seconds(lambda: bicubic_upscale(lr, scale))
+            model_s = median_seconds(partial(super_resolve, model, lr, name=name, scale=scale))
+            bicubic_s = median_seconds(partial(bicubic_upscale, lr, scale))
             lines.append(
                 f"| {label} | ×{scale} | " + " | ".join(cells)
                 + f" | {1000 * model_s:.0f} ({model_s / bicubic_s:.0f}×) |"
