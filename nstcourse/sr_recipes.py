@@ -48,6 +48,7 @@ from nstcourse.superres import (
 )
 from nstcourse.training import (
     AdjustableGradClip,
+    add_wall_time,
     check_workdir,
     checkpoint_step,
     device_name,
@@ -563,7 +564,7 @@ def train_sr(
             "command": _command(name, scales, steps, out, seed, batch_size, lr),
             "torch": torch.__version__,
             "device": device_name(device),
-            "wall_time_s": round(time.perf_counter() - start, 1),
+            "wall_time_s": round(add_wall_time(workdir, time.perf_counter() - start), 1),
             "resumed_from_step": resumed_from,
         },
         "metrics": metrics,

@@ -46,6 +46,7 @@ from nstcourse.images import load_image, resize_long_side
 from nstcourse.runmode import pick_device
 from nstcourse.sr_recipes import load_training_images
 from nstcourse.training import (
+    add_wall_time,
     check_workdir,
     checkpoint_step,
     device_name,
@@ -502,7 +503,7 @@ def train_style(
             "command": f"train_style({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
             "torch": torch.__version__,
             "device": device_name(device),
-            "wall_time_s": round(wall_time, 1),
+            "wall_time_s": round(add_wall_time(workdir, wall_time), 1),
             "resumed_from_step": resumed_from,
         },
         "metrics": {

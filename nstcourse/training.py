@@ -47,6 +47,7 @@ from nstcourse.runmode import pick_device
 
 STATE_FILE = "train_state.pt"
 RECIPE_FILE = "recipe.json"  # the recipe a work folder was started with
+WALL_TIME_FILE = "wall_time.json"  # seconds spent training, summed over resumes
 METADATA_KEY = "nstcourse"
 
 
@@ -406,3 +407,16 @@ def device_name(device: torch.device) -> str:
         cpu = platform.processor() or platform.machine()
         return f"cpu: {cpu}, {torch.get_num_threads()} threads"
     return str(device)
+
+
+def add_wall_time(workdir: str | os.PathLike, seconds: float) -> float:
+    """Add this call's ``seconds`` to the run's total in ``workdir`` and return the total.
+
+    A run resumed several times records its whole training time, not just the last call's.
+    """
+    path = Path(workdir) / WALL_TIME_FILE
+    before = json.loads(path.read_text(encoding="utf-8"))["seconds"] if path.is_file() else 0.0
+    total = before + seconds
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"seconds": total}), encoding="utf-8")
+    return total

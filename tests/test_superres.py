@@ -180,6 +180,8 @@ def test_train_sr_writes_a_loadable_checkpoint_and_resumes(tmp_path, data_env) -
 
     second = train_sr("espcn", steps=3, recipe=TINY_ESPCN, **kwargs)
     assert second["recipe"]["resumed_from_step"] == 2
+    # the recorded wall time is the whole run's, summed over both calls
+    assert second["recipe"]["wall_time_s"] > first["recipe"]["wall_time_s"]
     state = torch.load(workdir / "train_state.pt", weights_only=True)
     assert state["step"] == 3 and state["history"]["step"] == [0, 1, 2]
 

@@ -17,6 +17,7 @@ from nstcourse.srcnn import SRCNN
 from nstcourse.srgan import Discriminator, SRGANStep, SRResNet
 from nstcourse.training import (
     AdjustableGradClip,
+    add_wall_time,
     load_checkpoint,
     load_model,
     read_metadata,
@@ -295,3 +296,9 @@ def test_save_and_load_model(tmp_path):
     with pytest.raises(TypeError):
         save_model(model, tmp_path / "bad.safetensors", kwargs={"f": object()})
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_add_wall_time_sums_over_resumed_calls(tmp_path) -> None:
+    assert add_wall_time(tmp_path, 1.5) == 1.5
+    assert add_wall_time(tmp_path, 2.0) == 3.5
+    assert add_wall_time(tmp_path / "other", 0.25) == 0.25  # each run folder its own total
