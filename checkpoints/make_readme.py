@@ -39,7 +39,8 @@ def describe(path: Path) -> tuple[str, list[str]]:
     scales = ", ".join(f"×{s}" for s in checkpoint_scales(info))
     data = " + ".join(recipe["data"]) + f" ({recipe['data_images']} images)"
     row = (
-        f"| `{path.name}` | {info['class']} {scales} | `{recipe['command']}` | {data} | "
+        f"| `{path.name}` | {info['model']} ({info['class']}) {scales} | "
+        f"`{recipe['command']}` | {data} | "
         f"{recipe['steps']} × batch {recipe['batch_size']} | {recipe['seed']} | "
         f"{recipe['device']}, torch {recipe['torch']} | {recipe['wall_time_s'] / 60:.1f} min |"
     )
