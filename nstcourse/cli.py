@@ -15,7 +15,6 @@ file) at OUT, and an OUT that existed before is unchanged.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nstcourse.cli_args import items, number, positive
 from nstcourse.cli_sr import add_sr_commands
 from nstcourse.features import VGGFeatures
 from nstcourse.gatys import (
@@ -362,64 +362,37 @@ def _format_layers(layers: dict[str, float]) -> str:
 # ---------------------------------------------------------------- argument types
 
 
-def _items(text: str) -> list[str]:
-    """'a,b,c' → ['a', 'b', 'c']; an empty item is an error."""
-    items = [item.strip() for item in text.split(",")]
-    if not all(items):
-        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; write e.g. 'a,b,c'")
-    return items
-
-
-def _number(text: str, kind: type, low: float, high: float = math.inf) -> float:
-    try:
-        value = kind(text)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if not (low <= value <= high and math.isfinite(value)):  # also refuses nan
-        bound = f"at least {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
-        raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
-    return value
-
-
 def _side(text: str) -> int:
-    return _number(text, int, 1, MAX_SIDE)
+    return number(text, int, 1, MAX_SIDE)
 
 
 def _sides(text: str) -> list[int]:
-    return [_side(item) for item in _items(text)]
+    return [_side(item) for item in items(text)]
 
 
 def _counts(text: str) -> list[int]:
-    return [_number(item, int, 1) for item in _items(text)]
+    return [number(item, int, 1) for item in items(text)]
 
 
 def _weight(text: str) -> float:
-    return _number(text, float, 0.0)
+    return number(text, float, 0.0)
 
 
 def _weights(text: str) -> list[float]:
-    weights = [_weight(item) for item in _items(text)]
+    weights = [_weight(item) for item in items(text)]
     if not sum(weights) > 0:
         raise argparse.ArgumentTypeError(f"{text!r}: the weights must not all be 0")
     return weights
 
 
-def _positive(text: str) -> float:
-    value = _number(text, float, 0.0)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
 def _quality(text: str) -> int:
-    return _number(text, int, 1, 100)
+    return number(text, int, 1, 100)
 
 
 def _layer_weights(text: str) -> dict[str, float]:
     """'relu1_1:2,relu2_1' → {'relu1_1': 2.0, 'relu2_1': 1.0}."""
     layers: dict[str, float] = {}
-    for item in _items(text):
+    for item in items(text):
         name, colon, weight = (part.strip() for part in item.partition(":"))
         if name in layers:
             raise argparse.ArgumentTypeError(f"{name} is listed twice in {text!r}")
@@ -429,7 +402,7 @@ def _layer_weights(text: str) -> dict[str, float]:
 
 def _layer_names(text: str) -> list[str]:
     """'relu1_1,relu2_1' → ['relu1_1', 'relu2_1'] (no weights)."""
-    names = _items(text)
+    names = items(text)
     if any(":" in name for name in names) or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"{text!r}: give each layer name once, without weights")
     return names
@@ -511,7 +484,7 @@ def _add_stylize(commands: argparse._SubParsersAction) -> None:
         help="loss evaluations, one for all scales or one per scale (default 300)",
     )  # fmt: skip
     size.add_argument(
-        "--style-scale", type=_positive, default=1.0, metavar="S",
+        "--style-scale", type=positive, default=1.0, metavar="S",
         help="style images' long side = S x the output's; larger S, larger strokes (default 1)",
     )  # fmt: skip
 
@@ -548,7 +521,7 @@ def _add_stylize(commands: argparse._SubParsersAction) -> None:
         help="lbfgs (default, as the paper) or adam",
     )  # fmt: skip
     opt.add_argument(
-        "--lr", type=_positive, default=None,
+        "--lr", type=positive, default=None,
         help=f"step size (default {DEFAULT_LR['lbfgs']:g} for lbfgs, "
         f"{DEFAULT_LR['adam']:g} for adam)",
     )  # fmt: skip

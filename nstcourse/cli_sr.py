@@ -15,7 +15,6 @@ Exit codes: 0 done; 1 some images in a folder failed, or training failed (NaN lo
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from nstcourse.cli_args import items, number, positive
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, save_image
 from nstcourse.sr_recipes import RECIPES, default_workdir, resolve_scales, train_sr
 from nstcourse.superres import (
@@ -245,36 +245,16 @@ def _train_report(out: Path, metadata: dict, seconds: float) -> str:
 # ---------------------------------------------------------------- argument types
 
 
-def _whole(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least {low}")
-    return value
-
-
 def _scale(text: str) -> int:
-    return _whole(text, 2)
+    return number(text, int, 2)
 
 
 def _scales(text: str) -> list[int]:
-    return [_scale(item.strip()) for item in text.split(",")]
+    return [_scale(item) for item in items(text)]
 
 
 def _count(text: str) -> int:
-    return _whole(text, 1)
-
-
-def _lr(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
+    return number(text, int, 1)
 
 
 # ---------------------------------------------------------------- parser
@@ -337,7 +317,9 @@ def _add_train_sr(commands: argparse._SubParsersAction) -> None:
         help="checkpoint folder (default runs/<model>_x<scale>); resumed if present",
     )  # fmt: skip
     p.add_argument("--batch-size", type=_count, default=None, help="default: the recipe's")
-    p.add_argument("--lr", type=_lr, default=None, help="learning rate (default: the recipe's)")
+    p.add_argument(
+        "--lr", type=positive, default=None, help="learning rate (default: the recipe's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
