@@ -12,18 +12,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from nstcourse.files import atomic_path
+from nstcourse.style_recipes import RECIPES as STYLE_MODELS
 from nstcourse.superres import checkpoint_info, checkpoint_scales
 
 HERE = Path(__file__).resolve().parent
 
 INTRO = """# Course checkpoints
 
-Models trained by this project's own code (`nstcourse train-sr`, recipes in
-`nstcourse/sr_recipes.py`), stored as safetensors; the recipe and the measured metrics
-are inside each file (`nstcourse.superres.checkpoint_info(path)`) and laid out below by
-`python checkpoints/make_readme.py`. `bash checkpoints/train_sr.sh` retrains them all
-(`STEPS_SCALE=10` for the longer runs a GPU affords). Metrics: Set5, the papers'
-protocol (MATLAB-bicubic degradation, PSNR/SSIM on Y, an s-pixel shave), bicubic beside.
+Models trained by this project's own code, stored as safetensors; the recipe and the
+measured metrics are inside each file (`nstcourse.superres.checkpoint_info(path)`) and
+laid out below by `python checkpoints/make_readme.py`.
+
+- Super-resolution: `nstcourse train-sr`, recipes in `nstcourse/sr_recipes.py`;
+  `bash checkpoints/train_sr.sh` retrains them all (`STEPS_SCALE=10` for the longer runs
+  a GPU affords). Metrics: Set5, the papers' protocol (MATLAB-bicubic degradation,
+  PSNR/SSIM on Y, an s-pixel shave), bicubic beside.
+- Feed-forward style: `nstcourse train-style`, recipes in `nstcourse/style_recipes.py`;
+  `bash checkpoints/train_style.sh` retrains them all. Metrics: the training losses
+  (weighted terms, mean of the last 100 steps) and the time to stylise one 512×512 image.
 
 These were trained on a shared 2-core CPU in one session, with far smaller budgets than
 the papers (SRCNN: ~10^8 back-propagations; VDSR: 80 epochs of 291 images at batch 64;
@@ -56,32 +62,76 @@ def describe(path: Path) -> tuple[str, list[str]]:
     return row, metrics
 
 
+def describe_style(path: Path) -> tuple[str, str]:
+    """(one row of the style recipe table, one row of its metrics table)."""
+    info = checkpoint_info(path)
+    recipe = info["recipe"]
+    styles = ", ".join(Path(style).stem for style in recipe["styles"])
+    images = recipe["max_images"] or "all"
+    row = (
+        f"| `{path.name}` | {info['model']} ({info['class']}) | {styles} | "
+        f"`{recipe['command']}` | {recipe['data']} ({images} images), {recipe['crop']} px crops "
+        f"| {recipe['steps']} × batch {recipe['batch_size']} | {recipe['seed']} | "
+        f"{recipe['device']}, torch {recipe['torch']} | {recipe['wall_time_s'] / 60:.1f} min |"
+    )
+    train = info["metrics"]["train"]
+    terms = ", ".join(
+        f"{key.removesuffix('_mean_last_100')} {value:.4g}"
+        for key, value in train.items()
+        if key != "loss_mean_last_100"
+    )
+    speed = info["metrics"]["speed"]
+    ms = speed[f"ms_per_{recipe['time_size']}px_image"]
+    metrics = (
+        f"| `{path.name}` | {train['loss_mean_last_100']:.4g} | {terms} | "
+        f"{ms:.0f} ms ({speed['device']}) |"
+    )
+    return row, metrics
+
+
 def main() -> None:
-    rows, metrics = [], []
+    rows, metrics, style_rows, style_metrics = [], [], [], []
     for path in sorted(HERE.glob("*.safetensors")):
-        row, rows_of_metrics = describe(path)
-        rows.append(row)
-        metrics.extend(rows_of_metrics)
+        if checkpoint_info(path)["model"] in STYLE_MODELS:
+            row, metrics_row = describe_style(path)
+            style_rows.append(row)
+            style_metrics.append(metrics_row)
+        else:
+            row, rows_of_metrics = describe(path)
+            rows.append(row)
+            metrics.extend(rows_of_metrics)
     text = "\n".join(
         [
             INTRO,
-            "## Recipes",
+            "## Super-resolution recipes",
             "",
             "| file | model | command | data | steps | seed | hardware | wall time |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "## Metrics (PSNR-Y dB / SSIM-Y)",
+            "## Super-resolution metrics (PSNR-Y dB / SSIM-Y)",
             "",
             "| file | set | scale | model | bicubic |",
             "|---|---|---|---|---|",
             *metrics,
             "",
+            "## Feed-forward style recipes",
+            "",
+            "| file | model | styles | command | data | steps | seed | hardware | wall time |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *style_rows,
+            "",
+            "## Feed-forward style metrics",
+            "",
+            "| file | final loss | weighted terms | time per image (512×512) |",
+            "|---|---|---|---|",
+            *style_metrics,
+            "",
         ]
     )
     with atomic_path(HERE / "README.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
-    print(f"wrote {HERE / 'README.md'} ({len(rows)} checkpoints)")
+    print(f"wrote {HERE / 'README.md'} ({len(rows) + len(style_rows)} checkpoints)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
     Gatys style transfer of one image (``nstcourse.gatys.stylize``).
 ``nstcourse upscale ...``, ``nstcourse train-sr ...``
     super-resolution; see ``nstcourse.cli_sr``.
+``nstcourse fast-stylize ...``, ``nstcourse train-style ...``
+    feed-forward style networks; see ``nstcourse.cli_style``.
 
 ``stylize`` checks every argument and reads every file before it starts optimising, and
 writes OUT atomically: after a failure or Ctrl-C there is no file (and no temporary
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 
 from nstcourse.cli_args import items, number, positive
 from nstcourse.cli_sr import add_sr_commands
+from nstcourse.cli_style import add_style_commands
 from nstcourse.features import VGGFeatures
 from nstcourse.gatys import (
     CONTENT_LAYERS,
@@ -569,13 +572,15 @@ def _add_stylize(commands: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nstcourse",
-        description="The nstcourse command line: run the course notebooks, stylize images, "
-        "upscale images and train super-resolution models.",
+        description="The nstcourse command line: run the course notebooks, stylize images "
+        "(by optimisation or with trained networks), train style networks, upscale images and "
+        "train super-resolution models.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_notebooks(commands)
     _add_stylize(commands)
     add_sr_commands(commands)  # upscale, train-sr
+    add_style_commands(commands)  # fast-stylize, train-style
     return parser
 
 

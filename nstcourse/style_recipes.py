@@ -422,6 +422,7 @@ def train_style(
     recipe: Any = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Train style network ``name`` by its recipe and write it to ``out`` with ``save_model``.
 
@@ -438,6 +439,8 @@ def train_style(
         recipe: a recipe instance (default: ``RECIPES[name]()``).
         progress: show a progress bar.
         device: None picks CUDA, then MPS, then CPU.
+        command: the command line stored in the metadata as how ``out`` was made
+            (``nstcourse train-style`` passes its own); None: this Python call.
 
     Returns:
         the metadata written into ``out`` ({"model", "class", "kwargs", "recipe",
@@ -500,7 +503,8 @@ def train_style(
             "name": name,
             "steps": steps,
             "seed": seed,
-            "command": f"train_style({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
+            "command": command
+            or f"train_style({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
             "torch": torch.__version__,
             "device": device_name(device),
             "wall_time_s": round(add_wall_time(workdir, wall_time), 1),

@@ -1,0 +1,528 @@
+"""The feed-forward style commands of the ``nstcourse`` command line.
+
+``nstcourse fast-stylize IN -o OUT --model NAME``
+    stylise an image, or every image in a folder, in one forward pass of a trained
+    network (``nstcourse.style_models``): a single-style TransformNet (Johnson et al.),
+    the multi-style CIN network with ``--style`` (Dumoulin et al.) or AdaIN with any
+    ``--style-image`` (Huang & Belongie).
+``nstcourse train-style {johnson,cin,adain} --steps N -o OUT``
+    train a network by its recipe (``nstcourse.style_recipes.train_style``); Ctrl-C keeps
+    a resumable checkpoint and the same command resumes.
+
+Both write their outputs atomically: after a failure or Ctrl-C there is no partial file.
+Exit codes: 0 done; 1 some images in a folder failed, or training failed (NaN loss);
+2 bad input (found before any work); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nstcourse.cli_args import number, positive
+from nstcourse.cli_sr import UsageError, _device
+from nstcourse.fast_style import MIN_SIZE, stylize_batch
+from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
+from nstcourse.style_models import (
+    MODELS,
+    checkpoint_path,
+    load_style_checkpoint,
+    style_names,
+    train_command,
+)
+from nstcourse.style_recipes import RECIPES, train_style
+from nstcourse.superres import checkpoint_info
+from nstcourse.weights import WeightsError
+
+FAST_STYLIZE = "nstcourse fast-stylize"
+TRAIN_STYLE = "nstcourse train-style"
+# The authors' AdaIN test code scales style images to 512 px (shorter side); larger ones
+# only cost memory, so we shrink the long side to this unless --style-size says otherwise.
+DEFAULT_STYLE_SIZE = 512
+
+Stylizer = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [0, 1] → the same
+
+
+# ---------------------------------------------------------------- fast-stylize
+
+
+def _fast_stylize(args: argparse.Namespace) -> int:
+    try:
+        stylizer, style_images = _prepare(args)
+        if args.input.is_dir():
+            return _stylize_folder(args, stylizer, style_images)
+        _stylize_one(args, stylizer, args.input, args.output)
+    except KeyboardInterrupt:
+        print(f"{FAST_STYLIZE}: interrupted; nothing written to {args.output}", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, WeightsError) as err:
+        print(f"{FAST_STYLIZE}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Stylizer, list[Path]]:
+    """Check every option against the model, the input and the output; read the style
+    images; load the network. Returns the stylizer and the style image paths."""
+    from nstcourse.cli import _check_output  # here: cli imports this module
+
+    path = _model_file(args.model)
+    info = checkpoint_info(path)
+    kind = info.get("class")
+    if kind not in ("TransformNet", "Decoder"):
+        raise UsageError(
+            f"--model {path} holds a {kind}, not a style network from nstcourse train-style"
+        )
+    _check_style_options(args, adain=kind == "Decoder")
+    if not args.input.exists():
+        raise FileNotFoundError(f"{args.input}: no such file or folder")
+    if not args.input.is_dir():
+        _check_output(args.output, [args.input, *args.style_image])
+    device = _device(args.device)
+    if kind == "Decoder":
+        weights = _normalised(args.style_weights, len(args.style_image), "--style-weights")
+        styles = [_load_style_image(p, args.style_size) for p in args.style_image]
+        net = load_style_checkpoint(path, device=device)
+        stylizer = _adain_stylizer(net, styles, weights, args.alpha, args.preserve_colour)
+        return stylizer, list(args.style_image)
+    count = int(info["kwargs"].get("styles", 1))
+    if count == 1 and args.style:
+        raise UsageError(f"--style: {args.model} has one style; --style is for the cin model")
+    style = _cin_weights(args.style, _names(info, count), count, args.model) if count > 1 else None
+    net = load_style_checkpoint(path, device=device)
+    return (lambda x: stylize_batch(net, x, style=style)), []
+
+
+def _model_file(name: str) -> Path:
+    """The checkpoint of a shipped model name, or a ``.safetensors`` path."""
+    if name in MODELS:
+        path = checkpoint_path(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"--model {name}: {path} not found; train it with: {train_command(name, path)}"
+            )
+        return path
+    path = Path(name)
+    if path.suffix != ".safetensors":
+        raise UsageError(
+            f"--model {name}: unknown model; known: {', '.join(MODELS)}, or a .safetensors "
+            "file from nstcourse train-style"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"--model {path}: no such file")
+    return path
+
+
+def _check_style_options(args: argparse.Namespace, *, adain: bool) -> None:
+    """The style options that only one kind of network takes."""
+    if adain:
+        if args.style:
+            raise UsageError("--style: adain takes any style image; use --style-image PATH")
+        if not args.style_image:
+            raise UsageError("--style-image: adain needs at least one style image")
+        return
+    given = {
+        "--style-image": bool(args.style_image),
+        "--style-weights": args.style_weights is not None,
+        "--alpha": args.alpha is not None,
+        "--preserve-colour": args.preserve_colour,
+    }
+    for option, is_given in given.items():
+        if is_given:
+            raise UsageError(
+                f"{option} is for --model adain; {args.model} is a TransformNet with its "
+                "styles built in"
+            )
+
+
+def _names(info: dict[str, Any], count: int) -> list[str]:
+    """The style names of a CIN checkpoint, or [] if its metadata has none for each index."""
+    try:
+        names = style_names(info)
+    except (KeyError, TypeError):
+        return []
+    return names if len(names) == count else []
+
+
+def _cin_weights(
+    choices: list[tuple[str, float | None]], names: list[str], count: int, model: str
+) -> list[float]:
+    """--style NAME_OR_INDEX[=WEIGHT] ... → S weights summing to 1 (a missing weight is 1)."""
+    known = ", ".join(f"{i} {name}" for i, name in enumerate(names)) or f"0 to {count - 1}"
+    if not choices:
+        raise UsageError(
+            f"--style: {model} has {count} styles; choose one or a mix, e.g. "
+            f"--style {names[0] if names else 0}; known: {known}"
+        )
+    weights: list[float | None] = [None] * count
+    for key, weight in choices:
+        if key.isdigit():
+            index = int(key)
+            if index >= count:
+                raise UsageError(f"--style {key}: {model} has styles 0 to {count - 1}")
+        elif key in names:
+            index = names.index(key)
+        else:
+            raise UsageError(f"--style {key}: unknown style of {model}; known: {known}")
+        if weights[index] is not None:
+            raise UsageError(f"--style {key}: style {index} is listed twice")
+        weights[index] = 1.0 if weight is None else weight
+    return _normalised([w or 0.0 for w in weights], count, "--style")
+
+
+def _normalised(weights: list[float] | None, count: int, option: str) -> list[float]:
+    """Weights divided by their sum (None: equal weights)."""
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count:
+        raise UsageError(f"{option}: got {len(weights)} weights for {count} style images")
+    total = sum(weights)
+    if not total > 0:
+        raise UsageError(f"{option}: the weights must not all be 0")
+    return [w / total for w in weights]
+
+
+def _load_style_image(path: Path, long_side: int) -> torch.Tensor:
+    """A style image, shrunk to ``long_side`` if larger; both sides ≥ MIN_SIZE."""
+    image = load_image(path)
+    shrink = max(image.shape[-2:]) > long_side
+    if shrink:
+        image = resize_long_side(image, long_side)
+    _check_size(image, path, f"--style-size {long_side}" if shrink else None)
+    return image
+
+
+def _adain_stylizer(
+    net: torch.nn.Module,
+    styles: list[torch.Tensor],
+    weights: list[float],
+    alpha: float | None,
+    preserve_colour: bool,
+) -> Stylizer:
+    device = next(net.decoder.parameters()).device
+    styles = [s.to(device) for s in styles]
+
+    def stylize(content: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            y = net(
+                content.to(device),
+                styles[0] if len(styles) == 1 else styles,
+                alpha=1.0 if alpha is None else alpha,
+                style_weights=None if len(styles) == 1 else weights,
+                preserve_colour=preserve_colour,
+            )
+        return y.cpu()
+
+    return stylize
+
+
+def _check_size(image: torch.Tensor, path: Path, resized_by: str | None) -> None:
+    """Both sides ≥ MIN_SIZE (the TransformNet's smallest; AdaIN's VGG needs 4)."""
+    height, width = image.shape[-2:]
+    if min(height, width) < MIN_SIZE:
+        after = f" (after {resized_by})" if resized_by else ""
+        raise ImageError(
+            f"{path}: {width}x{height} px{after} is too small; both sides need at least "
+            f"{MIN_SIZE} px"
+        )
+
+
+def _stylize_one(args: argparse.Namespace, stylizer: Stylizer, src: Path, dst: Path) -> None:
+    start = time.perf_counter()
+    image = load_image(src)
+    if args.size is not None:
+        image = resize_long_side(image, args.size)
+    _check_size(image, src, None if args.size is None else f"--size {args.size}")
+    y = stylizer(image)
+    save_image(y, dst)
+    if not args.quiet:
+        seconds = time.perf_counter() - start
+        print(f"wrote {dst} ({y.shape[-1]}x{y.shape[-2]}) in {seconds:.1f} s", flush=True)
+
+
+def _stylize_folder(args: argparse.Namespace, stylizer: Stylizer, style_images: list[Path]) -> int:
+    """Every image in IN to OUT/<same name>; a bad image is reported, the rest go on."""
+    out = args.output
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: IN is a folder, so OUT must be a folder too")
+    if out.resolve() == args.input.resolve():
+        raise UsageError(f"-o {out} is the input folder; outputs would replace the inputs")
+    files = sorted(p for p in args.input.iterdir() if not p.name.startswith("."))
+    images = [p for p in files if p.is_file() and p.suffix.lower() in SAVE_FORMATS]
+    if not images:
+        raise UsageError(f"{args.input}: no images ({' '.join(SAVE_FORMATS)}) in this folder")
+    styles = {p.resolve() for p in style_images}
+    for path in images:
+        if (out / path.name).resolve() in styles:
+            raise UsageError(f"-o {out}: {out / path.name} would replace a --style-image")
+    for path in files:
+        if path not in images:
+            print(f"{FAST_STYLIZE}: skipping {path}: not an image file", file=sys.stderr)
+    failed = []
+    for path in images:
+        try:
+            _stylize_one(args, stylizer, path, out / path.name)
+        except KeyboardInterrupt:
+            print(f"{FAST_STYLIZE}: interrupted; {out / path.name} not written", file=sys.stderr)
+            return 130
+        except (OSError, ValueError) as err:
+            print(f"{FAST_STYLIZE}: error: {err}", file=sys.stderr)
+            failed.append(path.name)
+    if failed:
+        print(
+            f"{FAST_STYLIZE}: {len(failed)} of {len(images)} images failed: {', '.join(failed)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- train-style
+
+
+def _train_style(args: argparse.Namespace) -> int:
+    command = _command(args)
+    workdir = args.workdir or Path("runs") / args.model  # train_style's default
+    try:
+        if args.output.suffix != ".safetensors":
+            raise UsageError(f"-o {args.output}: the checkpoint must be a .safetensors file")
+        overrides = {
+            field: value
+            for field, value in (
+                ("crop", args.crop),
+                ("batch_size", args.batch_size),
+                ("style_weight", args.style_weight),
+                ("max_images", args.max_images),
+                ("lr", args.lr),
+            )
+            if value is not None
+        }
+        recipe = replace(RECIPES[args.model](), **overrides)
+        device = _device(args.device)
+        start = time.perf_counter()
+        metadata = train_style(
+            args.model,
+            steps=args.steps,
+            out=args.output,
+            styles=[_style_path(p) for p in args.style] if args.style else None,
+            workdir=workdir,
+            seed=args.seed,
+            recipe=recipe,
+            progress=not args.quiet,
+            device=device,
+            command=command,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"{TRAIN_STYLE}: interrupted; {args.output} not written. The last checkpoint in "
+            f"{workdir} is kept; resume with the same command:\n  {command}",
+            file=sys.stderr,
+        )
+        return 130
+    except FloatingPointError as err:
+        print(f"{TRAIN_STYLE}: error: training failed: {err}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, TypeError, WeightsError) as err:
+        print(f"{TRAIN_STYLE}: error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(_train_report(args.output, metadata, time.perf_counter() - start))
+    return 0
+
+
+def _style_path(text: str) -> str:
+    """A style image the user names: a file here (made absolute), else as the recipes name
+    theirs, relative to $NSTCOURSE_DATA_DIR."""
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.is_file() else text
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that makes (or resumes) this run."""
+    parts = ["nstcourse", "train-style", args.model, "--steps", str(args.steps)]
+    parts += ["-o", str(args.output)]
+    for style in args.style or []:
+        parts += ["--style", style]
+    for option, value in (
+        ("--workdir", args.workdir),
+        ("--seed", args.seed or None),
+        ("--crop", args.crop),
+        ("--batch-size", args.batch_size),
+        ("--style-weight", args.style_weight),
+        ("--max-images", args.max_images),
+        ("--lr", args.lr),
+        ("--device", args.device),
+    ):
+        if value is not None:
+            parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(parts)
+
+
+def _train_report(out: Path, metadata: dict, seconds: float) -> str:
+    resumed = metadata["recipe"]["resumed_from_step"]
+    first = f"wrote {out} in {seconds:.0f} s"
+    lines = [first + (f" (resumed from step {resumed})" if resumed else "")]
+    train = metadata["metrics"]["train"]
+    terms = ", ".join(f"{key.removesuffix('_mean_last_100')} {v:.4g}" for key, v in train.items())
+    lines.append(f"  training loss (mean of the last 100 steps): {terms}")
+    speed = metadata["metrics"]["speed"]
+    for key, value in speed.items():
+        if key.startswith("ms_per_"):
+            side = key.removeprefix("ms_per_").removesuffix("px_image")
+            lines.append(f"  speed: {value:.1f} ms per {side}x{side} image on {speed['device']}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- argument types
+
+
+def _side(text: str) -> int:
+    from nstcourse.cli import MAX_SIDE  # here: cli imports this module
+
+    return number(text, int, 1, MAX_SIDE)
+
+
+def _count(text: str) -> int:
+    return number(text, int, 1)
+
+
+def _weight(text: str) -> float:
+    return number(text, float, 0.0)
+
+
+def _alpha(text: str) -> float:
+    return number(text, float, 0.0, 1.0)
+
+
+def _crop(text: str) -> int:
+    return number(text, int, MIN_SIZE)
+
+
+def _style_choice(text: str) -> tuple[str, float | None]:
+    """'starry_night=0.7' → ('starry_night', 0.7); '3' → ('3', None)."""
+    key, equals, weight = (part.strip() for part in text.partition("="))
+    if not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a style name or index before '='")
+    return key, _weight(weight) if equals else None
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_fast_stylize(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "fast-stylize",
+        help="stylise an image or a folder in one pass of a trained network",
+        description="Stylise IN with a trained feed-forward network: one of the course\n"
+        "checkpoints (checkpoints/, or $NSTCOURSE_CHECKPOINTS_DIR) or a .safetensors file\n"
+        "from train-style. IN may be a folder: then OUT is a folder and each image keeps\n"
+        "its name; a bad image is reported and the others go on (exit 1 at the end).",
+        epilog="examples:\n"
+        f"  {FAST_STYLIZE} photo.jpg -o wave.jpg --model wave\n"
+        f"  {FAST_STYLIZE} photos/ -o out/ --model cin --style starry_night=0.7 "
+        "--style the_scream=0.3\n"
+        f"  {FAST_STYLIZE} photo.jpg -o out.jpg --model adain --style-image painting.jpg "
+        "--alpha 0.6 --preserve-colour",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", type=Path, metavar="IN", help="an image file or a folder of images")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT",
+        help=f"output image ({' '.join(SAVE_FORMATS)}), or folder when IN is a folder",
+    )  # fmt: skip
+    p.add_argument(
+        "--model", required=True, metavar="NAME",
+        help=f"one of {', '.join(MODELS)}, or a .safetensors file from train-style",
+    )  # fmt: skip
+    p.add_argument(
+        "--size", type=_side, default=None, metavar="PX",
+        help="resize each input so its long side is PX (default: as it is)",
+    )  # fmt: skip
+    p.add_argument(
+        "--style", type=_style_choice, action="append", default=[], metavar="NAME[=W]",
+        help="cin: a style by name or index, with an optional weight; repeat it for a mix "
+        "(weights are normalised to sum 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--style-image", type=Path, action="append", default=[], metavar="PATH",
+        help="adain: a style image; repeat it for a mix (--style-weights)",
+    )  # fmt: skip
+    p.add_argument(
+        "--style-weights", type=_weight, nargs="+", default=None, metavar="W",
+        help="adain: one weight per --style-image, normalised to sum 1 (default equal)",
+    )  # fmt: skip
+    p.add_argument(
+        "--style-size", type=_side, default=DEFAULT_STYLE_SIZE, metavar="PX",
+        help=f"adain: shrink style images to this long side (default {DEFAULT_STYLE_SIZE})",
+    )  # fmt: skip
+    p.add_argument(
+        "--alpha", type=_alpha, default=None,
+        help="adain: content-style trade-off from 0 (the photo) to 1 (full style; default)",
+    )  # fmt: skip
+    p.add_argument(
+        "--preserve-colour", "--preserve-color", action="store_true",
+        help="adain: recolour the style images to the photo's colours first",
+    )  # fmt: skip
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    p.add_argument("--quiet", action="store_true", help="print errors only")
+    p.set_defaults(func=_fast_stylize)
+
+
+def _add_train_style(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "train-style",
+        help="train a feed-forward style network by its recipe",
+        description="Train MODEL by its recipe in nstcourse.style_recipes and write OUT "
+        "(safetensors, with the recipe, this command and the final losses in its metadata). "
+        "Checkpoints go to --workdir; Ctrl-C keeps the last one and the same command resumes "
+        "(--steps may grow).",
+    )
+    p.add_argument("model", metavar="MODEL", choices=list(RECIPES), help=", ".join(RECIPES))
+    p.add_argument("--steps", type=_count, required=True, metavar="N", help="total updates")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT", help="the .safetensors file"
+    )
+    p.add_argument(
+        "--style", nargs="+", action="extend", default=None, metavar="PATH",
+        help="style image(s): johnson one, cin two or more (their order is the style index), "
+        "adain the paintings to train on; a file here, else relative to $NSTCOURSE_DATA_DIR "
+        "(default: the recipe's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--workdir", type=Path, default=None,
+        help="checkpoint folder (default runs/<model>); resumed if present",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument(
+        "--crop", type=_crop, default=None, metavar="PX",
+        help="side of the square training crops (default: the recipe's)",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=_count, default=None, help="default: the recipe's")
+    p.add_argument(
+        "--style-weight", type=positive, default=None, metavar="W",
+        help="lambda_s for content weight 1 (default: the recipe's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-images", type=_count, default=None, metavar="K",
+        help="train on the first K photos only (default: all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--lr", type=positive, default=None, help="learning rate (default: the recipe's)"
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_train_style)
+
+
+def add_style_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``fast-stylize`` and ``train-style`` on the ``nstcourse`` parser."""
+    _add_fast_stylize(commands)
+    _add_train_style(commands)
