@@ -18,6 +18,7 @@ from .images import to_pil
 
 RATIO_SLIDER = "log10(α/β)"
 RUN_BUTTON = "Run"
+ALPHA_SLIDER = "α"  # the content–style trade-off of style_mix_controls
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
@@ -100,3 +101,99 @@ def style_transfer_controls(
     button.on_click(on_run)
     sliders = widgets.VBox([ratio, *weights.values()])
     return widgets.VBox([sliders, button, status, picture])
+
+
+def style_mix_controls(
+    render: Callable[[list[float], float | None], torch.Tensor],
+    names: Sequence[str],
+    *,
+    initial_weights: Sequence[float] | None = None,
+    alpha: float | None = None,
+    width: int = 384,
+) -> widgets.VBox:
+    r"""One weight slider per style (and optionally an α slider), and the rendered mix.
+
+    When a slider is released the weights are normalised to a convex mix,
+    :math:`w_s \leftarrow w_s / \sum_t w_t`, and ``render`` draws the image again (all
+    weights 0: the status says so, nothing is rendered, the image stays). Meant for
+    feed-forward networks (CIN's γ/β mix, AdaIN's style interpolation): one render should
+    take milliseconds, not seconds.
+
+    Args:
+        render: ``render(weights, alpha)`` → (1, 3, H, W) in [0, 1]; ``weights`` are S
+            floats summing to 1, ``alpha`` the α slider's value (None without one).
+        names: the S style names, one slider each (0 … 1, step 0.05), labelled by name.
+        initial_weights: the sliders' start values, S numbers in [0, 1], not all 0
+            (default: all weight on the first style).
+        alpha: the α slider's start value in [0, 1]; None: no α slider.
+        width: the image's display width in pixels.
+
+    Returns:
+        The UI (``display`` it, or make it a cell's last expression); ``render`` has been
+        called once for the start image. Its ``children`` are the sliders' box (the S
+        weight sliders in the order of ``names``, then the α slider if any), a status label
+        (normalised weights and the render time) and the image:
+        ``sliders, status, picture = controls.children``.
+
+    Raises:
+        ValueError: empty or repeated ``names``, ``initial_weights`` of the wrong length,
+            out of [0, 1] or all 0, ``alpha`` out of [0, 1], ``width`` < 1.
+    """
+    names = list(names)
+    if not names:
+        raise ValueError("names is empty: give at least one style name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names has repeats: {names} (each names one slider)")
+    if initial_weights is None:
+        initial_weights = [1.0] + [0.0] * (len(names) - 1)
+    initial_weights = [float(w) for w in initial_weights]
+    if len(initial_weights) != len(names):
+        raise ValueError(
+            f"initial_weights has {len(initial_weights)} values for {len(names)} names"
+        )
+    if not all(0.0 <= w <= 1.0 for w in initial_weights) or not any(initial_weights):
+        raise ValueError(f"initial_weights={initial_weights}: each in [0, 1], not all 0")
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha={alpha} must be in [0, 1] (or None for no α slider)")
+    if width < 1:
+        raise ValueError(f"width={width} must be a positive number of pixels")
+
+    # Labels as wide as the longest name (1 ch: the width of "0", wider than most letters),
+    # so no name is cut off and the slider tracks line up.
+    label_ch = max(len(name) for name in names) + 1
+
+    def new_slider(value: float, description: str) -> widgets.FloatSlider:
+        return widgets.FloatSlider(
+            value=value, min=0.0, max=1.0, step=0.05, description=description,
+            continuous_update=False, style={"description_width": f"{label_ch}ch"},
+            layout=widgets.Layout(width=f"calc({label_ch}ch + 260px)"),
+        )  # fmt: skip
+
+    weight_sliders = [new_slider(w, name) for name, w in zip(names, initial_weights, strict=True)]
+    alpha_slider = None if alpha is None else new_slider(alpha, ALPHA_SLIDER)
+    status = widgets.Label()
+    picture = widgets.Image(format="png", width=width)
+
+    def update(_: object = None) -> None:
+        raw = [s.value for s in weight_sliders]
+        total = sum(raw)
+        if total <= 0:
+            status.value = "all style weights are 0: raise one to choose a style"
+            return
+        weights = [w / total for w in raw]
+        a = None if alpha_slider is None else alpha_slider.value
+        start = time.perf_counter()
+        try:
+            picture.value = png_bytes(render(weights, a))
+        except Exception as error:  # the UI must say what went wrong, not swallow it
+            status.value = f"failed: {type(error).__name__}: {error}"
+            raise
+        ms = 1000 * (time.perf_counter() - start)
+        mix = ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weights, strict=True) if w)
+        status.value = "mix: " + mix + ("" if a is None else f"; α {a:.2f}") + f"; {ms:.0f} ms"
+
+    update()
+    all_sliders = [*weight_sliders, *([alpha_slider] if alpha_slider else [])]
+    for s in all_sliders:
+        s.observe(update, names="value")
+    return widgets.VBox([widgets.VBox(all_sliders), status, picture])
