@@ -39,7 +39,7 @@ NORMS = ("instance", "batch")
 UPSAMPLES = ("nearest", "transpose")
 MIN_SIZE = 8  # the residual blocks work at 1/4 size and need 2 px for reflection padding
 PAPER_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # VGG-16, the paper's
-PAPER_CONTENT_LAYERS = ("relu3_3",)  # VGG-16, the paper's (relu2_2 also works, see §4.1)
+PAPER_CONTENT_LAYERS = ("relu2_2",)  # VGG-16, the paper's for style transfer (§4.1)
 
 
 class _Norm(nn.Module):
@@ -218,8 +218,8 @@ class PerceptualLoss(nn.Module):
 
     (means instead of the paper's normalised sums; see ``nstcourse.losses``).
 
-    The paper uses VGG-16 with content relu3_3 (relu2_2 for the examples in its figures)
-    and style relu1_2, relu2_2, relu3_3, relu4_3. Our defaults are relu2_2 and relu1_2,
+    The paper uses VGG-16 with content relu2_2 and style relu1_2, relu2_2, relu3_3,
+    relu4_3 (§4.1). Our defaults are relu2_2 and relu1_2,
     relu2_2, relu3_3 of VGG-19: the data pack's VGG-19 stops at conv3_4 and there is no
     VGG-16 (DESIGN §5).
 
