@@ -302,3 +302,13 @@ def test_reference_errors_name_the_file(tmp_path):
         load_reference("edsr", path)
     with pytest.raises(WeightsError, match="not found"):
         load_reference("srcnn_x3_fuyongXu", tmp_path / "nothing.pth")
+
+
+def test_measured_macs_counts_each_convolution_from_its_output_shape():
+    from nstcourse.macs import measured_macs
+
+    # 3→8 channels, 3×3, no padding: 8×8 outputs of 8 channels, 3·9 MACs each;
+    # then a grouped 1×1 conv 8→8 in 4 groups: 2 MACs per output.
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 1, groups=4))
+    assert measured_macs(model, torch.rand(1, 3, 10, 10)) == 8 * 64 * 27 + 8 * 64 * 2
+    assert all(not m._forward_hooks for m in model.modules())  # the hooks are removed
