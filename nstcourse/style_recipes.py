@@ -80,7 +80,10 @@ PAINTINGS = tuple(
 # λ_s for λ_c = 1, by the VGG weights' input convention: Caffe features are ~60x larger
 # (0-255 input, no std), and the style term (Gram of Gram) grows with the 4th power of
 # that, the content term with the square. torchvision: pytorch/examples' 1e10 / 1e5.
-DEFAULT_STYLE_WEIGHT = {"caffe": 10.0, "torchvision": 1e5}
+# Caffe: that ratio scaled by 60^-2 would be ~10, but with our three shallow style layers
+# and a CPU budget of hundreds of steps, λ_s = 10 traded all content for style (the
+# relu2_2 content loss rose above that of a grey image for 200 steps); 3 keeps the photo.
+DEFAULT_STYLE_WEIGHT = {"caffe": 3.0, "torchvision": 1e5}
 
 
 # --- recipes -------------------------------------------------------------------------------
@@ -292,6 +295,7 @@ class Setup:
     step: StyleStep
     stylize: Callable[[torch.Tensor], torch.Tensor]  # for the speed measurement
     vgg: VGGFeatures
+    style_weight: float  # λ_s as used (the recipe's None resolved)
 
 
 def _photos(recipe, seed: int) -> RandomCrops:
@@ -343,7 +347,7 @@ def _build_transform(name: str, recipe: JohnsonRecipe, seed: int, device) -> Set
         return net(x, 0 if count > 1 else None)
 
     step = StyleStep(terms, optimizer)
-    return Setup(net, kwargs, dataset, optimizer, step, stylize, vgg)
+    return Setup(net, kwargs, dataset, optimizer, step, stylize, vgg, style_weight)
 
 
 def _one_hot(index: torch.Tensor, num_styles: int) -> torch.Tensor:
@@ -375,7 +379,16 @@ def _build_adain(name: str, recipe: AdaINRecipe, seed: int, device) -> Setup:
         return model(x, style_image.to(x.device))
 
     step = StyleStep(terms, optimizer)
-    return Setup(decoder, {"layer": recipe.layer}, dataset, optimizer, step, stylize, vgg)
+    return Setup(
+        decoder,
+        {"layer": recipe.layer},
+        dataset,
+        optimizer,
+        step,
+        stylize,
+        vgg,
+        recipe.style_weight,
+    )
 
 
 BUILDERS: dict[str, Callable[..., Setup]] = {
@@ -502,6 +515,7 @@ def train_style(
         "model": name,
         "recipe": {
             **jsonable(asdict(recipe)),
+            "style_weight": setup.style_weight,
             "name": name,
             "steps": steps,
             "seed": seed,
