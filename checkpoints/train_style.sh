@@ -21,4 +21,4 @@ for style in wave scream udnie wreck; do
     -o "checkpoints/johnson_$style.safetensors"
 done
 train cin --steps $((1200 * s)) --workdir runs/cin -o checkpoints/cin.safetensors
-train adain --steps $((1500 * s)) --workdir runs/adain -o checkpoints/adain.safetensors
+train adain --steps $((600 * s)) --workdir runs/adain -o checkpoints/adain.safetensors
