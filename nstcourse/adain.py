@@ -38,6 +38,7 @@ from nstcourse.features import VGGFeatures
 from nstcourse.weights import conv_channels, layer_names
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # where the decoder may start
+INPUT_SCALE = {"caffe": 1 / 255, "torchvision": 1.0}  # Decoder(input_scale=) by VGG convention
 STYLE_LAYERS = {  # the paper's style layers that exist up to the encoder's last layer
     layer: LAYERS[: LAYERS.index(layer) + 1] for layer in LAYERS
 }
@@ -108,16 +109,22 @@ class Decoder(nn.Module):
     Args:
         layer: the encoder's last layer: "relu3_1" (what the data pack's VGG allows) or
             "relu4_1" (the paper's); "relu1_1", "relu2_1" for experiments.
+        input_scale: t is multiplied by this first. Caffe-convention VGG features (0–255
+            input) are ~100× larger than those of the paper's normalised VGG, and a
+            freshly initialised decoder then starts with outputs in the hundreds; 1/255
+            (``INPUT_SCALE["caffe"]``) brings them back to the order of one.
 
     ``forward(t)``: t (N, C, h, w) → (N, 3, h·2^k, w·2^k), k pools; not squashed, so
     roughly but not strictly in [0, 1] (as the paper's).
     """
 
-    def __init__(self, *, layer: str = "relu3_1"):
+    def __init__(self, *, layer: str = "relu3_1", input_scale: float = 1.0):
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"layer={layer!r}; use one of {LAYERS}")
-        self.layer = layer
+        if not input_scale > 0:
+            raise ValueError(f"input_scale={input_scale} must be positive")
+        self.layer, self.input_scale = layer, input_scale
         names = layer_names("vgg19")
         channels, c_in, steps = iter(conv_channels("vgg19")), 3, []
         for name in names[: names.index(layer) + 1]:
@@ -138,7 +145,7 @@ class Decoder(nn.Module):
         self.pools = steps.count(None)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.body(t)
+        return self.body(t * self.input_scale)
 
 
 class AdaINNet(nn.Module):

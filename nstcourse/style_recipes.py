@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from nstcourse import data
-from nstcourse.adain import STYLE_LAYERS, AdaINNet, Decoder
+from nstcourse.adain import INPUT_SCALE, STYLE_LAYERS, AdaINNet, Decoder
 from nstcourse.fast_style import PerceptualLoss, TransformNet
 from nstcourse.features import VGGFeatures
 from nstcourse.images import load_image, resize_long_side
@@ -145,10 +145,8 @@ class AdaINRecipe:
     crop: int = 128  # paper: 256
     crops_per_image: int = 100
     batch_size: int = 4  # paper: 8 (content, style) pairs
-    lr: float = 5e-4  # paper: Adam 1e-4 for 160k steps; 1e-4 left noise after 300 CPU steps
-    # paper: λ = 10 for 160k steps. After 400 CPU steps at λ = 10 the decoder still gave
-    # the same coloured noise for every style; λ = 1 lets it learn to invert f first.
-    style_weight: float = 1.0
+    lr: float = 5e-4  # paper: Adam 1e-4 for 160k steps; a CPU budget is ~1k steps
+    style_weight: float = 10.0  # paper: λ = 10
     steps: int = 10_000  # suggested for a CPU run; paper: 160k iterations
     checkpoint_every: int = 100
     time_size: int = 512
@@ -361,7 +359,8 @@ def _one_hot(index: torch.Tensor, num_styles: int) -> torch.Tensor:
 
 def _build_adain(name: str, recipe: AdaINRecipe, seed: int, device) -> Setup:
     vgg = VGGFeatures(list(STYLE_LAYERS[recipe.layer]), arch="vgg19", device=device)
-    decoder = Decoder(layer=recipe.layer)
+    kwargs = {"layer": recipe.layer, "input_scale": INPUT_SCALE[vgg.weights_info.convention]}
+    decoder = Decoder(**kwargs)
     model = AdaINNet(vgg, decoder)
     paintings = RandomCrops(
         load_style_images(recipe.styles),
@@ -383,16 +382,7 @@ def _build_adain(name: str, recipe: AdaINRecipe, seed: int, device) -> Setup:
         return model(x, style_image.to(x.device))
 
     step = StyleStep(terms, optimizer)
-    return Setup(
-        decoder,
-        {"layer": recipe.layer},
-        dataset,
-        optimizer,
-        step,
-        stylize,
-        vgg,
-        recipe.style_weight,
-    )
+    return Setup(decoder, kwargs, dataset, optimizer, step, stylize, vgg, recipe.style_weight)
 
 
 BUILDERS: dict[str, Callable[..., Setup]] = {

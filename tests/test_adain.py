@@ -109,6 +109,17 @@ def test_encoder_must_reach_decoder_layer(partial_vgg19: Path):
         AdaINNet(encoder, Decoder(layer="relu3_1"))
 
 
+def test_decoder_input_scale_multiplies_its_input():
+    torch.manual_seed(0)
+    scaled = Decoder(layer="relu2_1", input_scale=1 / 255)
+    plain = Decoder(layer="relu2_1")
+    plain.load_state_dict(scaled.state_dict())
+    t = 255 * torch.rand(1, 128, 4, 4)
+    torch.testing.assert_close(scaled(t), plain(t / 255))
+    with pytest.raises(ValueError, match="input_scale"):
+        Decoder(input_scale=0.0)
+
+
 def test_train_style_adain_checkpoint_and_resume(tmp_path, data_pack):
     from nstcourse.style_recipes import AdaINRecipe, train_style
     from nstcourse.training import load_model, read_metadata
@@ -131,7 +142,7 @@ def test_train_style_adain_checkpoint_and_resume(tmp_path, data_pack):
     assert result["recipe"]["resumed_from_step"] == 2
     assert len(result["history"]["loss"]) == 3
     decoder = load_model(Decoder, out, device="cpu")
-    assert decoder.layer == "relu3_1"
+    assert decoder.layer == "relu3_1" and decoder.input_scale == 1 / 255  # Caffe VGG
     meta = read_metadata(out)
     assert meta["recipe"]["style_weight"] == 10.0
     assert meta["vgg"]["convention"] == "caffe"
