@@ -18,6 +18,7 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -120,32 +121,56 @@ def _upscale_one(
 
 
 def _upscale_folder(args: argparse.Namespace, model: torch.nn.Module, scale: int) -> int:
-    """Every image in IN to OUT/<same name>; a bad image is reported, the rest go on."""
-    out = args.output
+    return each_image(
+        UPSCALE,
+        args.input,
+        args.output,
+        lambda src, dst: _upscale_one(args, model, scale, src, dst),
+    )
+
+
+def each_image(
+    command: str,
+    folder: Path,
+    out: Path,
+    run: Callable[[Path, Path], None],
+    *,
+    protected: Sequence[Path] = (),
+) -> int:
+    """``run(image, out / image.name)`` for every image in ``folder``; a bad image is
+    reported and the rest go on. Returns the exit code: 0, 1 (some failed) or 130.
+
+    Raises UsageError before any work if OUT is a file or the input folder, the folder has
+    no images, or an output would replace one of the ``protected`` files.
+    """
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: IN is a folder, so OUT must be a folder too")
-    if out.resolve() == args.input.resolve():
+    if out.resolve() == folder.resolve():
         raise UsageError(f"-o {out} is the input folder; outputs would replace the inputs")
-    files = sorted(p for p in args.input.iterdir() if not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     images = [p for p in files if p.is_file() and p.suffix.lower() in SAVE_FORMATS]
     if not images:
-        raise UsageError(f"{args.input}: no images ({' '.join(SAVE_FORMATS)}) in this folder")
+        raise UsageError(f"{folder}: no images ({' '.join(SAVE_FORMATS)}) in this folder")
+    keep = {p.resolve() for p in protected}
+    for path in images:
+        if (out / path.name).resolve() in keep:
+            raise UsageError(f"-o {out}: {out / path.name} would replace {path.name}, an input")
     for path in files:
         if path not in images:
-            print(f"{UPSCALE}: skipping {path}: not an image file", file=sys.stderr)
+            print(f"{command}: skipping {path}: not an image file", file=sys.stderr)
     failed = []
     for path in images:
         try:
-            _upscale_one(args, model, scale, path, out / path.name)
+            run(path, out / path.name)
         except KeyboardInterrupt:
-            print(f"{UPSCALE}: interrupted; {out / path.name} not written", file=sys.stderr)
+            print(f"{command}: interrupted; {out / path.name} not written", file=sys.stderr)
             return 130
         except (OSError, ValueError) as err:
-            print(f"{UPSCALE}: error: {err}", file=sys.stderr)
+            print(f"{command}: error: {err}", file=sys.stderr)
             failed.append(path.name)
     if failed:
         print(
-            f"{UPSCALE}: {len(failed)} of {len(images)} images failed: {', '.join(failed)}",
+            f"{command}: {len(failed)} of {len(images)} images failed: {', '.join(failed)}",
             file=sys.stderr,
         )
         return 1

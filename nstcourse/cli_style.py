@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from nstcourse.cli_args import number, positive
-from nstcourse.cli_sr import UsageError, _device
+from nstcourse.cli_sr import UsageError, _device, each_image
 from nstcourse.fast_style import MIN_SIZE, stylize_batch
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
 from nstcourse.style_models import (
@@ -249,40 +249,13 @@ def _stylize_one(args: argparse.Namespace, stylizer: Stylizer, src: Path, dst: P
 
 
 def _stylize_folder(args: argparse.Namespace, stylizer: Stylizer, style_images: list[Path]) -> int:
-    """Every image in IN to OUT/<same name>; a bad image is reported, the rest go on."""
-    out = args.output
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"-o {out}: IN is a folder, so OUT must be a folder too")
-    if out.resolve() == args.input.resolve():
-        raise UsageError(f"-o {out} is the input folder; outputs would replace the inputs")
-    files = sorted(p for p in args.input.iterdir() if not p.name.startswith("."))
-    images = [p for p in files if p.is_file() and p.suffix.lower() in SAVE_FORMATS]
-    if not images:
-        raise UsageError(f"{args.input}: no images ({' '.join(SAVE_FORMATS)}) in this folder")
-    styles = {p.resolve() for p in style_images}
-    for path in images:
-        if (out / path.name).resolve() in styles:
-            raise UsageError(f"-o {out}: {out / path.name} would replace a --style-image")
-    for path in files:
-        if path not in images:
-            print(f"{FAST_STYLIZE}: skipping {path}: not an image file", file=sys.stderr)
-    failed = []
-    for path in images:
-        try:
-            _stylize_one(args, stylizer, path, out / path.name)
-        except KeyboardInterrupt:
-            print(f"{FAST_STYLIZE}: interrupted; {out / path.name} not written", file=sys.stderr)
-            return 130
-        except (OSError, ValueError) as err:
-            print(f"{FAST_STYLIZE}: error: {err}", file=sys.stderr)
-            failed.append(path.name)
-    if failed:
-        print(
-            f"{FAST_STYLIZE}: {len(failed)} of {len(images)} images failed: {', '.join(failed)}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return each_image(
+        FAST_STYLIZE,
+        args.input,
+        args.output,
+        lambda src, dst: _stylize_one(args, stylizer, src, dst),
+        protected=style_images,
+    )
 
 
 # ---------------------------------------------------------------- train-style
