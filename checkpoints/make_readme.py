@@ -29,7 +29,9 @@ laid out below by `python checkpoints/make_readme.py`.
   PSNR/SSIM on Y, an s-pixel shave), bicubic beside.
 - Feed-forward style: `nstcourse train-style`, recipes in `nstcourse/style_recipes.py`;
   `bash checkpoints/train_style.sh` retrains them all. Metrics: the training losses
-  (weighted terms, mean of the last 100 steps) and the time to stylise one 512×512 image.
+  (weighted terms, mean of the last 100 steps) and the time to stylise one 512×512 image,
+  taken when the file was written, on a shared machine while other training ran (so only
+  a rough figure; `benchmarks/fast_style_speed.py` measures speed in one quiet run).
 
 These were trained on a shared 2-core CPU in one session, with far smaller budgets than
 the papers (SRCNN: ~10^8 back-propagations; VDSR: 80 epochs of 291 images at batch 64;
