@@ -196,11 +196,8 @@ def _device(name: str | None) -> torch.device | None:
 
 
 def _train_sr(args: argparse.Namespace) -> int:
-    command = _command(args)
-    workdir = args.workdir or "the work folder"
-    try:
+    def train() -> str:
         scales = resolve_scales(args.model, args.scale)
-        workdir = args.workdir or default_workdir(args.model, scales)
         if args.output.suffix != ".safetensors":
             raise UsageError(f"-o {args.output}: the checkpoint must be a .safetensors file")
         device = _device(args.device)
@@ -211,27 +208,48 @@ def _train_sr(args: argparse.Namespace) -> int:
             steps=args.steps,
             out=args.output,
             seed=args.seed,
-            workdir=workdir,
+            workdir=args.workdir or default_workdir(args.model, scales),
             batch_size=args.batch_size,
             lr=args.lr,
             progress=not args.quiet,
             device=device,
         )
+        return _train_report(args.output, metadata, time.perf_counter() - start)
+
+    def workdir() -> object:  # only asked after an interrupt, when the scales are known
+        return args.workdir or default_workdir(args.model, resolve_scales(args.model, args.scale))
+
+    return run_training(TRAIN_SR, args, _command(args), train, workdir)
+
+
+def run_training(
+    prog: str,
+    args: argparse.Namespace,
+    command: str,
+    train: Callable[[], str],
+    workdir: Callable[[], object],
+) -> int:
+    """Run ``train()`` (which returns its report) for a training command and turn what
+    goes wrong into an exit code: 130 interrupted (the checkpoint in ``workdir()`` is kept
+    and ``command`` resumes), 1 the loss went NaN, 2 bad input; else print the report
+    unless ``args.quiet`` and return 0."""
+    try:
+        report = train()
     except KeyboardInterrupt:
         print(
-            f"{TRAIN_SR}: interrupted; {args.output} not written. The last checkpoint in "
-            f"{workdir} is kept; resume with the same command:\n  {command}",
+            f"{prog}: interrupted; {args.output} not written. The last checkpoint in "
+            f"{workdir()} is kept; resume with the same command:\n  {command}",
             file=sys.stderr,
         )
         return 130
     except FloatingPointError as err:
-        print(f"{TRAIN_SR}: error: training failed: {err}", file=sys.stderr)
+        print(f"{prog}: error: training failed: {err}", file=sys.stderr)
         return 1
     except (OSError, ValueError, TypeError, WeightsError) as err:
-        print(f"{TRAIN_SR}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(_train_report(args.output, metadata, time.perf_counter() - start))
+        print(report)
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from nstcourse.cli_args import number, positive
-from nstcourse.cli_sr import UsageError, _device, each_image
+from nstcourse.cli_sr import UsageError, _device, each_image, run_training
 from nstcourse.fast_style import MIN_SIZE, stylize_batch
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
 from nstcourse.style_models import (
@@ -264,7 +264,8 @@ def _stylize_folder(args: argparse.Namespace, stylizer: Stylizer, style_images: 
 def _train_style(args: argparse.Namespace) -> int:
     command = _command(args)
     workdir = args.workdir or Path("runs") / args.model  # train_style's default
-    try:
+
+    def train() -> str:
         if args.output.suffix != ".safetensors":
             raise UsageError(f"-o {args.output}: the checkpoint must be a .safetensors file")
         overrides = {
@@ -293,22 +294,9 @@ def _train_style(args: argparse.Namespace) -> int:
             device=device,
             command=command,
         )
-    except KeyboardInterrupt:
-        print(
-            f"{TRAIN_STYLE}: interrupted; {args.output} not written. The last checkpoint in "
-            f"{workdir} is kept; resume with the same command:\n  {command}",
-            file=sys.stderr,
-        )
-        return 130
-    except FloatingPointError as err:
-        print(f"{TRAIN_STYLE}: error: training failed: {err}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, TypeError, WeightsError) as err:
-        print(f"{TRAIN_STYLE}: error: {err}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(_train_report(args.output, metadata, time.perf_counter() - start))
-    return 0
+        return _train_report(args.output, metadata, time.perf_counter() - start)
+
+    return run_training(TRAIN_STYLE, args, command, train, lambda: workdir)
 
 
 def _style_path(text: str) -> str:
