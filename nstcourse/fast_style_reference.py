@@ -42,6 +42,7 @@ from torch import nn
 
 from nstcourse.files import sha256_file
 from nstcourse.runmode import pick_device
+from nstcourse.sr_reference import translate_state_dict
 from nstcourse.weights import WEIGHTS_DIR_ENV, WeightsError
 
 IN_EPS = 1e-3  # lengstrom's _instance_norm epsilon (PyTorch's default is 1e-5)
@@ -271,33 +272,12 @@ def load_engstrom(
     if not isinstance(theirs, dict):
         raise WeightsError(f"{path}: expected a dict of tensors, got {type(theirs).__name__}")
     model = EngstromNet()
-    model.load_state_dict(_translate(theirs, model.state_dict(), path))
+    model.load_state_dict(
+        translate_state_dict(
+            theirs, model.state_dict(), engstrom_keys(), path=path, what="EngstromNet"
+        )
+    )
     return model.eval().to(pick_device(device))
-
-
-def _translate(theirs: dict, ours: dict, path: Path) -> dict[str, torch.Tensor]:
-    """The file's tensors under our names; every key used and every shape right, or an error."""
-    keys = engstrom_keys()
-    problems = []
-    if set(keys) != set(ours):
-        problems.append(f"key table does not match EngstromNet: {set(keys) ^ set(ours)}")
-    unused = set(theirs) - set(keys.values())
-    missing = set(keys.values()) - set(theirs)
-    if unused:
-        problems.append(f"keys in the file that were not used: {sorted(unused)}")
-    if missing:
-        problems.append(f"keys missing from the file: {sorted(missing)}")
-    for our_key, their_key in keys.items():
-        if their_key not in theirs or our_key not in ours:
-            continue
-        if theirs[their_key].shape != ours[our_key].shape:
-            problems.append(
-                f"{their_key} has shape {tuple(theirs[their_key].shape)}, "
-                f"{our_key} needs {tuple(ours[our_key].shape)}"
-            )
-    if problems:
-        raise WeightsError(f"{path} does not fit EngstromNet:\n  " + "\n  ".join(problems))
-    return {our_key: theirs[their_key] for our_key, their_key in keys.items()}
 
 
 def _weights(style: str) -> EngstromWeights:

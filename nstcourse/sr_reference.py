@@ -138,19 +138,41 @@ def load_reference(name: str, path: str | os.PathLike | None = None) -> nn.Modul
     model = ref.build()
     ours = model.state_dict()
     # BN's batch counter is bookkeeping for momentum=None only; the files do not carry it.
-    needed = {key for key in ours if not key.endswith("num_batches_tracked")}
+    needed = {k: v for k, v in ours.items() if not k.endswith("num_batches_tracked")}
+    weights = translate_state_dict(theirs, needed, ref.keys, path=path, what=f"reference {name!r}")
+    model.load_state_dict(weights, strict=False)
+    return model.eval()
+
+
+def _reference(name: str) -> Reference:
+    if name not in REFERENCES:
+        raise ValueError(f"unknown reference {name!r}; known: {', '.join(REFERENCES)}")
+    return REFERENCES[name]
+
+
+def translate_state_dict(
+    theirs: dict[str, torch.Tensor],
+    ours: dict[str, torch.Tensor],
+    keys: dict[str, str],
+    *,
+    path: Path,
+    what: str,
+) -> dict[str, torch.Tensor]:
+    """Another project's tensors under our names, by an explicit key table {ours: theirs}.
+
+    Every key of ``ours`` must be in the table, every tensor of the file used and every
+    shape right; otherwise one WeightsError naming ``path`` lists all the problems.
+    """
     problems = []
-    if set(ref.keys) != needed:
-        problems.append(
-            f"key table does not match {type(model).__name__}: {set(ref.keys) ^ needed}"
-        )
-    unused = set(theirs) - set(ref.keys.values())
-    missing = set(ref.keys.values()) - set(theirs)
+    if set(keys) != set(ours):
+        problems.append(f"key table does not match {what}: {set(keys) ^ set(ours)}")
+    unused = set(theirs) - set(keys.values())
+    missing = set(keys.values()) - set(theirs)
     if unused:
         problems.append(f"keys in the file that were not used: {sorted(unused)}")
     if missing:
         problems.append(f"keys missing from the file: {sorted(missing)}")
-    for our_key, their_key in ref.keys.items():
+    for our_key, their_key in keys.items():
         if their_key not in theirs or our_key not in ours:
             continue
         if theirs[their_key].shape != ours[our_key].shape:
@@ -159,12 +181,5 @@ def load_reference(name: str, path: str | os.PathLike | None = None) -> nn.Modul
                 f"{our_key} needs {tuple(ours[our_key].shape)}"
             )
     if problems:
-        raise WeightsError(f"{path} does not fit reference {name!r}:\n  " + "\n  ".join(problems))
-    model.load_state_dict({ours_: theirs[t] for ours_, t in ref.keys.items()}, strict=False)
-    return model.eval()
-
-
-def _reference(name: str) -> Reference:
-    if name not in REFERENCES:
-        raise ValueError(f"unknown reference {name!r}; known: {', '.join(REFERENCES)}")
-    return REFERENCES[name]
+        raise WeightsError(f"{path} does not fit {what}:\n  " + "\n  ".join(problems))
+    return {our_key: theirs[their_key] for our_key, their_key in keys.items()}

@@ -16,7 +16,6 @@ from nstcourse.fast_style_reference import (
     STYLES,
     EngstromDeconv,
     EngstromNet,
-    _translate,
     engstrom_keys,
     load_engstrom,
     tf_same_conv2d,
@@ -26,6 +25,7 @@ from nstcourse.fast_style_reference import (
 from nstcourse.features import VGGFeatures
 from nstcourse.images import load_image
 from nstcourse.losses import gram_matrix, style_loss
+from nstcourse.sr_reference import translate_state_dict
 from nstcourse.weights import WeightsError
 
 
@@ -207,6 +207,10 @@ def test_wrong_file_fails_the_checksum_before_loading(tmp_path):
     torch.save(EngstromNet().state_dict(), path)
     with pytest.raises(WeightsError, match="sha256 .* is not the data pack's 22bbad72"):
         load_engstrom("wave", path=path)
+
+
+def _translate(theirs: dict, ours: dict, path: Path) -> dict:
+    return translate_state_dict(theirs, ours, engstrom_keys(), path=path, what="EngstromNet")
 
 
 def test_translate_is_strict(tmp_path):
