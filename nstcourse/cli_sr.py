@@ -211,6 +211,8 @@ def _train_sr(args: argparse.Namespace) -> int:
             workdir=args.workdir or default_workdir(args.model, scales),
             batch_size=args.batch_size,
             lr=args.lr,
+            lr_decay_every=args.lr_decay_every,
+            precision=args.precision,
             progress=not args.quiet,
             device=device,
         )
@@ -263,6 +265,8 @@ def _command(args: argparse.Namespace) -> str:
         ("--workdir", args.workdir),
         ("--batch-size", args.batch_size),
         ("--lr", args.lr),
+        ("--lr-decay-every", args.lr_decay_every),
+        ("--precision", args.precision),
         ("--seed", args.seed or None),
         ("--device", args.device),
     ):
@@ -363,6 +367,16 @@ def _add_train_sr(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr", type=positive, default=None, help="learning rate (default: the recipe's)"
     )
+    p.add_argument(
+        "--lr-decay-every", type=int, default=None, metavar="N",
+        help="cut the learning rate by the recipe's factor every N steps; 0: never "
+        "(default: the recipe's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--precision", choices=("float32", "bfloat16", "auto"), default=None,
+        help="bfloat16: mixed precision, 2-3.5x faster where the hardware has it; auto: "
+        "bfloat16 there, else float32 (default: the recipe's, float32)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

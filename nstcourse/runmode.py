@@ -64,6 +64,26 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions in hardware: a CUDA GPU with bf16
+    (Ampere and later), or a CPU with AVX512-BF16 or AMX (Intel Cooper Lake, Sapphire
+    Rapids and later; AMD Zen 4 and later). Elsewhere bf16 is emulated and slower than
+    float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.3 has no emulation and no such argument
+            return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu  # the checks are private: absent in some builds means "no"
+        return any(
+            getattr(cpu, check, lambda: False)()
+            for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        )
+    return False
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a CPU generator with that seed."""
     random.seed(seed)

@@ -49,6 +49,7 @@ STATE_FILE = "train_state.pt"
 RECIPE_FILE = "recipe.json"  # the recipe a work folder was started with
 WALL_TIME_FILE = "wall_time.json"  # seconds spent training, summed over resumes
 METADATA_KEY = "nstcourse"
+PRECISIONS = ("float32", "bfloat16")  # train(precision=...)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def train(
     device: str | torch.device | None = None,
     update: Callable[[Any], dict[str, float]] | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    precision: str = "float32",
 ) -> dict[str, list]:
     """Train ``model`` for ``steps`` updates; return the history.
 
@@ -140,6 +142,10 @@ def train(
             ``update(batch) -> {"loss": float, ...}`` (e.g. ``srgan.SRGANStep``).
         on_step: ``on_step(step, terms)`` after each step (and after any checkpoint of
             that step); for logging, or for tests that interrupt a run.
+        precision: "float32", or "bfloat16": mixed precision, ``loss_fn`` runs under
+            ``torch.autocast`` (convolutions in bfloat16, losses and the weights and
+            optimizer state in float32). 2-3.5x faster on hardware with native bfloat16
+            (``runmode.native_bf16``); no loss scaling is needed, as float16 would.
 
     Returns:
         ``{"step": [...], "loss": [...], <other terms>: [...], "validation": [{"step": k,
@@ -149,6 +155,10 @@ def train(
         raise ValueError("give exactly one of loss_fn (a loss to minimise) or update")
     if clip_grad is not None and update is not None:
         raise ValueError("clip_grad works with loss_fn only; an update function clips itself")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; use one of {PRECISIONS}")
+    if precision != "float32" and update is not None:
+        raise ValueError("precision='bfloat16' works with loss_fn only, not with update")
     if isinstance(clip_grad, (int, float)) and not clip_grad > 0:
         raise ValueError(f"clip_grad={clip_grad}: the maximum norm must be positive")
     optimizers = _named(optimizer, "optimizer")
@@ -169,7 +179,9 @@ def train(
             if update is not None:
                 terms = update(batch)
             else:
-                terms = _supervised_update(model, loss_fn, batch, optimizers, clip_grad)
+                with torch.autocast(device.type, torch.bfloat16, precision == "bfloat16"):
+                    loss = loss_fn(model, batch)
+                terms = _supervised_update(model, loss, optimizers, clip_grad)
             bad = {name: value for name, value in terms.items() if not math.isfinite(value)}
             if bad:
                 raise FloatingPointError(f"non-finite {bad}")
@@ -194,9 +206,8 @@ def train(
     return history
 
 
-def _supervised_update(model, loss_fn, batch, optimizers, clip_grad) -> dict[str, float]:
+def _supervised_update(model, loss, optimizers, clip_grad) -> dict[str, float]:
     (optimizer,) = optimizers.values()  # a loss_fn has exactly one optimizer
-    loss = loss_fn(model, batch)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss is {loss.item()}")  # before it reaches the weights
     optimizer.zero_grad(set_to_none=True)

@@ -155,4 +155,10 @@ def test_train_sr_bad_input(capsys, env) -> None:
     assert code == 2 and "must be a .safetensors file" in err
     code, _, err = run(capsys, ["train-sr", "edsr", "--steps", "1", "-o", out])
     assert code == 2 and "invalid choice: 'edsr'" in err
+    code, _, err = run(capsys, ["train-sr", "espcn", "--steps", "1", "-o", out,
+                                "--precision", "float16"])  # fmt: skip
+    assert code == 2 and "--precision: invalid choice: 'float16'" in err
+    code, _, err = run(capsys, ["train-sr", "espcn", "--steps", "1", "-o", out,
+                                "--lr-decay-every", "-1"])  # fmt: skip
+    assert code == 2 and "lr_decay_every must be >= 0 (0: never), got -1" in err
     assert not out.exists()

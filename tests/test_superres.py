@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from nstcourse import sr_recipes
 from nstcourse.espcn import ESPCN
 from nstcourse.sr_data import bicubic_upscale, rgb_to_ycbcr, ycbcr_to_rgb
 from nstcourse.sr_recipes import (
@@ -231,7 +232,28 @@ def test_train_sr_refuses_bad_arguments(tmp_path) -> None:
         train_sr("espcn", scale=2, steps=1, out=tmp_path / "m.pt", progress=False)
     with pytest.raises(ValueError, match="unknown SR model"):
         train_sr("edsr", steps=1, **kwargs)
+    with pytest.raises(ValueError, match="precision='float16'; use 'auto' or one of"):
+        train_sr("espcn", scale=2, steps=1, precision="float16", **kwargs)
+    with pytest.raises(ValueError, match="srgan trains in float32 only"):
+        train_sr("srgan", steps=1, precision="bfloat16", **kwargs)
+    with pytest.raises(ValueError, match="lr_decay_every must be >= 0"):
+        train_sr("espcn", scale=2, steps=1, lr_decay_every=-1, **kwargs)
     assert not any(Path(tmp_path).iterdir())
+
+
+@pytest.mark.datapack
+@pytest.mark.parametrize("native", [True, False])
+def test_train_sr_precision_auto_and_lr_decay_override(native, tmp_path, data_env, monkeypatch):
+    monkeypatch.setattr(sr_recipes, "native_bf16", lambda device: native)
+    out = tmp_path / "espcn_x2.safetensors"
+    train_sr(
+        "espcn", scale=2, steps=1, out=out, workdir=tmp_path / "run", recipe=TINY_ESPCN,
+        lr_decay_every=0, precision="auto", validate_on=None, progress=False, device="cpu",
+    )  # fmt: skip
+    recipe = read_metadata(out)["recipe"]
+    assert recipe["precision"] == ("bfloat16" if native else "float32")
+    assert recipe["lr_decay_every"] is None  # 0: a constant rate
+    assert recipe["command"].endswith("--lr-decay-every 0 --precision auto -o " + str(out))
 
 
 def test_recipes_are_frozen() -> None:

@@ -62,7 +62,7 @@ def tiny_srcnn(seed: int = 0) -> SRCNN:
     return SRCNN(f1=3, f2=1, f3=3, n1=4, n2=4)
 
 
-def _run(model, folder, *, steps=12, on_step=None, loss_fn=noisy_mse):
+def _run(model, folder, *, steps=12, on_step=None, loss_fn=noisy_mse, precision="float32"):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
     return train(
@@ -79,6 +79,7 @@ def _run(model, folder, *, steps=12, on_step=None, loss_fn=noisy_mse):
         progress=False,
         device="cpu",
         on_step=on_step,
+        precision=precision,
     )
 
 
@@ -99,6 +100,27 @@ def test_loss_goes_down():
     assert last < 0.5 * first
 
 
+def test_bfloat16_runs_the_convolutions_in_bf16_and_keeps_float32_weights():
+    model = tiny_srcnn()
+    seen = set()
+    model.conv1.register_forward_hook(lambda module, args, out: seen.add(out.dtype))
+    batches = sample_batches(NoisyPairs(), batch_size=8, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = train(
+        model, mse, batches, steps=60, optimizer=optimizer, progress=False, device="cpu",
+        precision="bfloat16",
+    )  # fmt: skip
+    assert seen == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
+               for p in model.parameters())  # fmt: skip
+    first, last = sum(history["loss"][:5]) / 5, sum(history["loss"][-5:]) / 5
+    assert last < 0.5 * first
+    model.eval()  # outside train() the model is plain float32 again
+    seen.clear()
+    model(torch.rand(1, 1, 8, 8))
+    assert seen == {torch.float32}
+
+
 def test_sample_batches_depends_on_the_step_only():
     batches = sample_batches(NoisyPairs(), batch_size=4, seed=7)
     x5, y5 = batches(5)
@@ -110,21 +132,22 @@ def test_sample_batches_depends_on_the_step_only():
         sample_batches([], batch_size=1, seed=0)
 
 
-def test_resume_after_interruption_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_resume_after_interruption_is_bit_identical(tmp_path, precision):
     reference = tiny_srcnn()
-    expected_history = _run(reference, tmp_path / "a")
+    expected_history = _run(reference, tmp_path / "a", precision=precision)
 
     def interrupt(step, terms):
         if step == 6:  # the last checkpoint was after step index 3 (4 steps done)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny_srcnn(), tmp_path / "b", on_step=interrupt)
+        _run(tiny_srcnn(), tmp_path / "b", on_step=interrupt, precision=precision)
     assert torch.load(tmp_path / "b" / training.STATE_FILE, weights_only=True)["step"] == 4
 
     torch.manual_seed(123)  # a fresh process: other init, other RNG state
     resumed = tiny_srcnn(seed=99)
-    history = _run(resumed, tmp_path / "b")
+    history = _run(resumed, tmp_path / "b", precision=precision)
     for key, value in reference.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
     assert history == expected_history
@@ -240,6 +263,11 @@ def test_train_argument_errors():
         train(model, None, lambda s: None, steps=1, optimizer=opt, progress=False)
     with pytest.raises(ValueError, match="exactly one"):
         train(model, mse, lambda s: None, steps=1, optimizer=opt, update=lambda b: {})
+    with pytest.raises(ValueError, match="precision='float16'"):
+        train(model, mse, lambda s: None, steps=1, optimizer=opt, precision="float16")
+    with pytest.raises(ValueError, match="loss_fn only"):
+        train(model, None, lambda s: None, steps=1, optimizer=opt, update=lambda b: {},
+              precision="bfloat16")  # fmt: skip
 
 
 def test_gan_update_with_two_optimizers_checkpoints_and_resumes(tmp_path):
