@@ -172,7 +172,10 @@ def test_train_sr_writes_a_loadable_checkpoint_and_resumes(tmp_path, data_env) -
     assert metadata["class"] == "ESPCN" and metadata["scale"] == 2
     recipe = metadata["recipe"]
     assert recipe["lr_patch"] == 6 and recipe["batch_size"] == 2 and recipe["steps"] == 2
-    assert recipe["data"] == ["sr/T91"] and recipe["torch"] == torch.__version__
+    assert (
+        recipe["data"] == ["sr/T91", "photos/bsds500_train"]
+        and recipe["torch"] == torch.__version__
+    )
     assert recipe["command"].startswith("nstcourse train-sr espcn --scale 2 --steps 2")
     set5 = metadata["metrics"]["Set5"]["x2"]
     assert set5["bicubic_psnr_y"] == pytest.approx(33.65, abs=0.05)
