@@ -489,7 +489,7 @@ def train_sr(
             between x``lr_decay`` cuts; 0 for a constant rate).
         precision: override the recipe's: "float32", "bfloat16" (mixed precision, see
             ``training.train``) or "auto" (bfloat16 where ``runmode.native_bf16(device)``,
-            else float32). SRGAN trains in float32 only.
+            else float32). SRGAN trains in float32 only ("auto" is float32 there).
         validate_on: images for the periodic PSNR-Y and the final metrics: an SR set's
             name, a list of (name, HR image) (e.g. two Set5 images in a smoke run), or
             None for neither.
@@ -524,7 +524,7 @@ def train_sr(
         recipe = replace(recipe, lr_decay_every=lr_decay_every or None)
     device = pick_device(device)
     if precision is not None:
-        recipe = replace(recipe, precision=_precision(name, precision, device))
+        recipe = _with_precision(name, recipe, precision, device)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if recipe.batch_size < 1:
@@ -639,15 +639,17 @@ def _scales(name: str, scale, recipe) -> tuple[int, ...]:
     return scales
 
 
-def _precision(name: str, precision: str, device: torch.device) -> str:
-    """The recipe's precision for ``train_sr(precision=...)``: "auto" resolved."""
-    if name == "srgan":
-        raise ValueError(f"precision={precision!r}: srgan trains in float32 only")
+def _with_precision(name: str, recipe, precision: str, device: torch.device):
+    """``recipe`` with ``precision`` ("auto" resolved). SRGAN's update is float32 only."""
     if precision == "auto":
-        return "bfloat16" if native_bf16(device) else "float32"
+        precision = "bfloat16" if native_bf16(device) and name != "srgan" else "float32"
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; use 'auto' or one of {PRECISIONS}")
-    return precision
+    if name == "srgan":
+        if precision != "float32":
+            raise ValueError(f"precision={precision!r}: srgan trains in float32 only")
+        return recipe
+    return replace(recipe, precision=precision)
 
 
 def _command(name, scales, steps, out, seed, batch_size, lr, lr_decay_every, precision) -> str:

@@ -145,7 +145,7 @@ def train(
         precision: "float32", or "bfloat16": mixed precision, ``loss_fn`` runs under
             ``torch.autocast`` (convolutions in bfloat16, losses and the weights and
             optimizer state in float32). 2-3.5x faster on hardware with native bfloat16
-            (``runmode.native_bf16``); no loss scaling is needed, as float16 would.
+            (``runmode.native_bf16``). Unlike float16, bfloat16 needs no loss scaling.
 
     Returns:
         ``{"step": [...], "loss": [...], <other terms>: [...], "validation": [{"step": k,

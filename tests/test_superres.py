@@ -197,7 +197,7 @@ def test_train_sr_writes_a_loadable_checkpoint_and_resumes(tmp_path, data_env) -
 @pytest.mark.parametrize("name", ["vdsr", "srgan"])
 def test_every_recipe_trains_a_step(name, tmp_path, data_env) -> None:
     common = dict(max_images=1, patches_per_image=2, batch_size=2, checkpoint_every=1)
-    kwargs = dict(steps=1, validate_on=None, progress=False, device="cpu")
+    kwargs = dict(steps=1, validate_on=None, progress=False, device="cpu", precision="auto")
     if name == "vdsr":
         recipe = VDSRRecipe(depth=3, width=4, hr_patch=12, scales=(2, 3), **common)
     else:
