@@ -33,11 +33,20 @@ laid out below by `python checkpoints/make_readme.py`.
   taken when the file was written, on a shared machine while other training ran (so only
   a rough figure; `benchmarks/fast_style_speed.py` measures speed in one quiet run).
 
-These were trained on a shared 2-core CPU in one session, with far smaller budgets than
-the papers (SRCNN: ~10^8 back-propagations; VDSR: 80 epochs of 291 images at batch 64;
-SRResNet: 10^6 updates on ImageNet); `benchmarks/sr_table.py` puts them beside the
-papers' numbers and the data pack's reference checkpoints.
+These were trained on a shared 2-core CPU, with far smaller budgets than the papers
+(SRCNN: ~10^8 back-propagations; VDSR: 80 epochs of 291 images at batch 64; SRResNet:
+10^6 updates on ImageNet); `benchmarks/sr_table.py` puts them beside the papers' numbers
+and the data pack's reference checkpoints. Runs with `--precision auto` trained in
+bfloat16 mixed precision, which this CPU (AMX) runs natively.
 """
+
+# Facts about a run that its metadata cannot hold, written once by hand.
+NOTES = {
+    "vdsr.safetensors": "the wall time counts steps 11,000-20,000 only (2 threads). Steps "
+    "0-11,000 ran first on 1 thread for about 57 min; that process was stopped with SIGTERM "
+    "to restart on 2 threads, and its time was lost (since then, `training.train` adds the "
+    "time at every checkpoint).",
+}
 
 
 def describe(path: Path) -> tuple[str, list[str]]:
@@ -116,6 +125,10 @@ def main() -> None:
             "| file | set | scale | model | bicubic |",
             "|---|---|---|---|---|",
             *metrics,
+            "",
+            "Notes:",
+            "",
+            *(f"- `{name}`: {note}" for name, note in NOTES.items()),
             "",
             "## Feed-forward style recipes",
             "",

@@ -555,6 +555,7 @@ def train_sr(
             return {"psnr_y": evaluate(setup.net, name, scales[0], val_images)["psnr_y"]}
 
     resumed_from = checkpoint_step(workdir)
+    add_wall_time(workdir, time.perf_counter() - start)  # train() adds its own time
     history = train(
         setup.model,
         setup.loss_fn,
@@ -572,6 +573,7 @@ def train_sr(
         update=setup.update,
         precision=getattr(recipe, "precision", "float32"),  # SRGANRecipe has none
     )
+    evaluation_start = time.perf_counter()
     metrics: dict[str, Any] = {}
     if val_images is not None:
         results = {f"x{s}": evaluate(setup.net, name, s, val_images) for s in scales}
@@ -597,7 +599,7 @@ def train_sr(
             ),
             "torch": torch.__version__,
             "device": device_name(device),
-            "wall_time_s": round(add_wall_time(workdir, time.perf_counter() - start), 1),
+            "wall_time_s": round(add_wall_time(workdir, time.perf_counter() - evaluation_start), 1),
             "resumed_from_step": resumed_from,
         },
         "metrics": metrics,

@@ -485,6 +485,7 @@ def train_style(
     torch.manual_seed(seed)  # the initial weights
     setup = BUILDERS[name](name, recipe, seed, device)
     resumed_from = checkpoint_step(workdir)
+    add_wall_time(workdir, time.perf_counter() - start)  # the setup; train() adds its own
     history = train(
         setup.net,
         None,
@@ -497,7 +498,6 @@ def train_style(
         device=device,
         update=setup.step,
     )
-    wall_time = time.perf_counter() - start
     setup.net.eval()
     speed = ms_per_image(setup.stylize, size=recipe.time_size, device=device)
     terms = [key for key in history if key not in ("step", "validation")]
@@ -517,7 +517,7 @@ def train_style(
             or f"train_style({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
             "torch": torch.__version__,
             "device": device_name(device),
-            "wall_time_s": round(add_wall_time(workdir, wall_time), 1),
+            "wall_time_s": round(add_wall_time(workdir, 0.0), 1),  # the run's total
             "resumed_from_step": resumed_from,
         },
         "metrics": {

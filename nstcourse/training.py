@@ -32,6 +32,7 @@ import json
 import math
 import os
 import platform
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,7 +135,9 @@ def train(
         validate: ``validate(model) -> {"psnr": ...}``, run in eval mode without
             gradients every ``validate_every`` steps and after the last.
         checkpoint: a folder for the checkpoint, or None for none; written every
-            ``checkpoint_every`` steps and after the last.
+            ``checkpoint_every`` steps and after the last. Each checkpoint also adds the
+            seconds since the previous one to the folder's training time
+            (``add_wall_time``), so that a killed run keeps the time it checkpointed.
         resume: continue from the checkpoint in that folder if there is one.
         progress: show a tqdm progress bar with the loss.
         device: None picks CUDA, then MPS, then CPU.
@@ -172,6 +175,7 @@ def train(
         start, history = load_checkpoint(checkpoint, model, optimizers, schedulers)
 
     model.train()
+    clock = time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress)
     for step in bar:
         batch = _to_device(batches(step), device)
@@ -200,6 +204,9 @@ def train(
             history["validation"].append({"step": done, **_validate(model, validate)})
         if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
             save_checkpoint(checkpoint, model, optimizers, schedulers, step=done, history=history)
+            now = time.perf_counter()  # a run killed later keeps the time it checkpointed
+            add_wall_time(checkpoint, now - clock)
+            clock = now
         if on_step is not None:
             on_step(step, terms)
     bar.close()

@@ -144,6 +144,8 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, precision):
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_srcnn(), tmp_path / "b", on_step=interrupt, precision=precision)
     assert torch.load(tmp_path / "b" / training.STATE_FILE, weights_only=True)["step"] == 4
+    interrupted_seconds = add_wall_time(tmp_path / "b", 0.0)  # kept from the checkpoint
+    assert interrupted_seconds > 0
 
     torch.manual_seed(123)  # a fresh process: other init, other RNG state
     resumed = tiny_srcnn(seed=99)
@@ -155,7 +157,9 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, precision):
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
         "model-00000012.safetensors",
         training.STATE_FILE,
+        training.WALL_TIME_FILE,
     ]
+    assert add_wall_time(tmp_path / "b", 0.0) > interrupted_seconds
 
 
 def test_a_finished_run_resumes_as_a_no_op(tmp_path):
