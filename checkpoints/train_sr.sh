@@ -3,7 +3,7 @@
 # (SRGAN starts from srresnet_x4). The step counts are what a 2-core CPU could afford in
 # one session; a GPU run should use more: STEPS_SCALE=10 bash checkpoints/train_sr.sh
 # (the learning-rate cuts scale with the steps). `--precision auto` trains in bfloat16
-# mixed precision where the hardware has it (2-3.5x faster on an AMX CPU; see
+# mixed precision where the hardware has it (2.2-3.3x faster on an AMX CPU; see
 # benchmarks/sr_train_speed.py) and in float32 elsewhere. Each run checkpoints into
 # runs/<model>_x<scale> and resumes if stopped (a resumed run ends with the same weights
 # as an uninterrupted one). Needs NSTCOURSE_DATA_DIR (T91, BSDS500 train, Set5) and, for

@@ -374,7 +374,7 @@ def _add_train_sr(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--precision", choices=("float32", "bfloat16", "auto"), default=None,
-        help="bfloat16: mixed precision, 2-3.5x faster where the hardware has it; auto: "
+        help="bfloat16: mixed precision, 2.2-3.3x faster on an AMX CPU; auto: "
         "bfloat16 there, else float32 (default: the recipe's, float32)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")

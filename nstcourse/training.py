@@ -147,7 +147,7 @@ def train(
             that step); for logging, or for tests that interrupt a run.
         precision: "float32", or "bfloat16": mixed precision, ``loss_fn`` runs under
             ``torch.autocast`` (convolutions in bfloat16, losses and the weights and
-            optimizer state in float32). 2-3.5x faster on hardware with native bfloat16
+            optimizer state in float32). 2.2-3.3x faster on a CPU with native bfloat16
             (``runmode.native_bf16``). Unlike float16, bfloat16 needs no loss scaling.
 
     Returns:
