@@ -40,10 +40,9 @@ import torch
 
 from nstcourse.runmode import native_bf16
 from nstcourse.sr_recipes import BUILDERS, RECIPES, load_training_images, train_sr
-from nstcourse.training import sample_batches, train
+from nstcourse.training import PRECISIONS, sample_batches, train
 
 SPEED_MODELS = {"srcnn": (3,), "espcn": (3,), "vdsr": (2, 3, 4), "srresnet": (4,)}
-PRECISIONS = ("float32", "bfloat16")
 
 
 def steps_per_second(name: str, *, steps: int, repeats: int, images: int) -> dict[str, float]:

@@ -35,6 +35,7 @@ from nstcourse.superres import (
     model_spec,
     super_resolve,
 )
+from nstcourse.training import PRECISIONS
 from nstcourse.weights import WeightsError
 
 UPSCALE = "nstcourse upscale"
@@ -373,7 +374,7 @@ def _add_train_sr(commands: argparse._SubParsersAction) -> None:
         "(default: the recipe's)",
     )  # fmt: skip
     p.add_argument(
-        "--precision", choices=("float32", "bfloat16", "auto"), default=None,
+        "--precision", choices=(*PRECISIONS, "auto"), default=None,
         help="bfloat16: mixed precision, 2.2-3.3x faster on an AMX CPU; auto: "
         "bfloat16 there, else float32 (default: the recipe's, float32)",
     )  # fmt: skip

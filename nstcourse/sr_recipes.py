@@ -10,8 +10,8 @@ measured Set5 PSNR-Y/SSIM-Y beside bicubic's.
 
 Data (``$NSTCOURSE_DATA_DIR``, see the data pack's MANIFEST.md): every recipe trains on
 "291" = T91 + BSD200 = ``sr/T91`` + ``photos/bsds500_train``, VDSR's training set. SRCNN
-and ESPCN trained on T91 ("T91" = ``sr/T91``) and, for their best results, on ImageNet,
-as did SRGAN; the course does not have ImageNet.
+and ESPCN trained on T91 (``replace(recipe, data=("sr/T91",))``) and, for their best
+results, on ImageNet, as did SRGAN; the course does not have ImageNet.
 
 Change a recipe with ``dataclasses.replace``: ``train_sr("espcn", ..., recipe=replace(
 ESPCNRecipe(), n1=16))``.
@@ -61,7 +61,6 @@ from nstcourse.training import (
 )
 from nstcourse.vdsr import VDSR
 
-T91 = ("sr/T91",)
 SET_291 = ("sr/T91", "photos/bsds500_train")  # T91 + BSD200
 
 
@@ -195,6 +194,7 @@ class SRGANRecipe:
     lr: float = 1e-4  # paper: Adam 1e-4 for 10^5 updates, then 1e-5 for 10^5
     lr_decay_every: int | None = 5_000  # paper: one x0.1 cut half-way
     lr_decay: float = 0.1
+    precision: str = "float32"  # only: SRGANStep is an update function (training.train)
     vgg_layer: str = "relu2_2"  # paper's VGG2,2 (VGG5,4 needs layers the data pack lacks)
     vgg_rescale: float = 1 / 12.75  # paper: feature maps scaled by 1/12.75
     adversarial_weight: float = 1e-3  # paper: l_X + 1e-3 l_Gen
@@ -571,7 +571,7 @@ def train_sr(
         progress=progress,
         device=device,
         update=setup.update,
-        precision=getattr(recipe, "precision", "float32"),  # SRGANRecipe has none
+        precision=recipe.precision,
     )
     evaluation_start = time.perf_counter()
     metrics: dict[str, Any] = {}
@@ -647,10 +647,8 @@ def _with_precision(name: str, recipe, precision: str, device: torch.device):
         precision = "bfloat16" if native_bf16(device) and name != "srgan" else "float32"
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; use 'auto' or one of {PRECISIONS}")
-    if name == "srgan":
-        if precision != "float32":
-            raise ValueError(f"precision={precision!r}: srgan trains in float32 only")
-        return recipe
+    if name == "srgan" and precision != "float32":
+        raise ValueError(f"precision={precision!r}: srgan trains in float32 only")
     return replace(recipe, precision=precision)
 
 
