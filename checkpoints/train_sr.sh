@@ -20,7 +20,7 @@ train espcn --scale 2 --steps $((40000 * s)) --lr-decay-every $((30000 * s)) --p
   -o checkpoints/espcn_x2.safetensors
 train espcn --scale 4 --steps $((40000 * s)) --lr-decay-every $((30000 * s)) --precision auto \
   -o checkpoints/espcn_x4.safetensors
-train vdsr --steps $((16000 * s)) --batch-size 16 --lr-decay-every $((12000 * s)) \
+train vdsr --scale 2,3,4 --steps $((20000 * s)) --batch-size 16 --lr-decay-every $((12000 * s)) \
   --precision auto -o checkpoints/vdsr.safetensors
 train srresnet --scale 4 --steps $((8000 * s)) -o checkpoints/srresnet_x4.safetensors
 train srgan --scale 4 --steps $((800 * s)) -o checkpoints/srgan_x4.safetensors
