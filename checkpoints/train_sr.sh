@@ -24,4 +24,4 @@ train vdsr --scale 2,3,4 --steps $((20000 * s)) --batch-size 16 --lr-decay-every
   --precision auto -o checkpoints/vdsr.safetensors
 train srresnet --scale 4 --steps $((50000 * s)) --lr 5e-4 --lr-decay-every $((37500 * s)) \
   --precision auto -o checkpoints/srresnet_x4.safetensors
-train srgan --scale 4 --steps $((800 * s)) -o checkpoints/srgan_x4.safetensors
+train srgan --scale 4 --steps $((1500 * s)) -o checkpoints/srgan_x4.safetensors
