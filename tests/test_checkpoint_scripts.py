@@ -3,7 +3,7 @@
 Each shipped checkpoint holds the command that wrote it (``recipe["command"]``). The
 scripts are run here with a stand-in ``nstcourse`` on PATH that only records its
 arguments; every recorded call, parsed by the real CLI parser, must equal the stored
-command of the checkpoint it writes, and every shipped checkpoint must be written once.
+command of the checkpoint it writes, and every shipped checkpoint must be written by it.
 """
 
 from __future__ import annotations
