@@ -54,6 +54,7 @@ from nstcourse.training import (
     sample_batches,
     save_model,
     train,
+    wall_time,
 )
 
 PHOTOS = "photos/bsds500_train"
@@ -517,7 +518,7 @@ def train_style(
             or f"train_style({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
             "torch": torch.__version__,
             "device": device_name(device),
-            "wall_time_s": round(add_wall_time(workdir, 0.0), 1),  # the run's total
+            "wall_time_s": round(wall_time(workdir), 1),
             "resumed_from_step": resumed_from,
         },
         "metrics": {

@@ -427,14 +427,18 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
+def wall_time(workdir: str | os.PathLike) -> float:
+    """The training seconds recorded so far in ``workdir`` (0.0 before the first)."""
+    path = Path(workdir) / WALL_TIME_FILE
+    return json.loads(path.read_text(encoding="utf-8"))["seconds"] if path.is_file() else 0.0
+
+
 def add_wall_time(workdir: str | os.PathLike, seconds: float) -> float:
     """Add this call's ``seconds`` to the run's total in ``workdir`` and return the total.
 
     A run resumed several times records its whole training time, not just the last call's.
     """
-    path = Path(workdir) / WALL_TIME_FILE
-    before = json.loads(path.read_text(encoding="utf-8"))["seconds"] if path.is_file() else 0.0
-    total = before + seconds
-    with atomic_path(path) as tmp:
+    total = wall_time(workdir) + seconds
+    with atomic_path(Path(workdir) / WALL_TIME_FILE) as tmp:
         tmp.write_text(json.dumps({"seconds": total}), encoding="utf-8")
     return total

@@ -51,18 +51,17 @@ def recorded_calls(script: Path, tmp_path: Path) -> list[list[str]]:
 )
 def test_script_reproduces_the_stored_commands(script, command, tmp_path):
     parser = build_parser()
+    stored = {}  # shipped checkpoint -> its stored argv, for this script's command
+    for path in CHECKPOINTS.glob("*.safetensors"):
+        argv = shlex.split(checkpoint_info(path)["recipe"]["command"])
+        assert argv[0] == "nstcourse"
+        if argv[1] == command:
+            stored[path.name] = argv[1:]
     written = {}
     for argv in recorded_calls(CHECKPOINTS / script, tmp_path):
         assert argv[0] == command
         args = vars(parser.parse_args(argv))
         written[Path(args["output"]).name] = args
+    assert set(written) == set(stored)
     for name, args in written.items():
-        stored = shlex.split(checkpoint_info(CHECKPOINTS / name)["recipe"]["command"])
-        assert stored[0] == "nstcourse"
-        assert vars(parser.parse_args(stored[1:])) == args, name
-    shipped = {
-        path.name
-        for path in CHECKPOINTS.glob("*.safetensors")
-        if checkpoint_info(path)["recipe"]["command"].split()[1] == command
-    }
-    assert set(written) == shipped
+        assert vars(parser.parse_args(stored[name])) == args, name
