@@ -12,11 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 s=${STEPS_SCALE:-1}
 train() { echo "== nstcourse train-sr $*"; nstcourse train-sr "$@"; }
-train srcnn --scale 3 --steps $((60000 * s)) --lr-decay-every $((45000 * s)) --precision auto \
+train srcnn --scale 3 --steps $((240000 * s)) --lr-decay-every $((90000 * s)) --precision auto \
   -o checkpoints/srcnn_x3.safetensors
 train espcn --scale 3 --steps $((400000 * s)) --lr-decay-every $((150000 * s)) --precision auto \
   -o checkpoints/espcn_x3.safetensors
-train espcn --scale 2 --steps $((40000 * s)) --lr-decay-every $((30000 * s)) --precision auto \
+train espcn --scale 2 --steps $((200000 * s)) --lr-decay-every $((75000 * s)) --precision auto \
   -o checkpoints/espcn_x2.safetensors
 train espcn --scale 4 --steps $((40000 * s)) --lr-decay-every $((30000 * s)) --precision auto \
   -o checkpoints/espcn_x4.safetensors
