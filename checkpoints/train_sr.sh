@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Trains every shipped super-resolution checkpoint with `nstcourse train-sr`, in order
 # (SRGAN starts from srresnet_x4). The step counts are what a 2-core CPU could afford in
-# one session; a GPU run should use more: STEPS_SCALE=10 bash checkpoints/train_sr.sh
-# (the learning-rate cuts scale with the steps). `--precision auto` trains in bfloat16
-# mixed precision where the hardware has it (2.2-3.3x faster on an AMX CPU; see
-# benchmarks/sr_train_speed.py) and in float32 elsewhere. Each run checkpoints into
-# runs/<model>_x<scale> and resumes if stopped (a resumed run ends with the same weights
-# as an uninterrupted one). Needs NSTCOURSE_DATA_DIR (T91, BSDS500 train, Set5) and, for
-# SRGAN, NSTCOURSE_WEIGHTS_DIR (VGG-19).
+# one session; a GPU run should use more: STEPS_SCALE=10 bash checkpoints/train_sr.sh (the
+# learning-rate cuts scale with the steps; `--lr-decay-every N` cuts it x0.1 every N
+# steps: twice for SRCNN and ESPCN, at 3/8 and 3/4 of the run, once for the others).
+# `--precision auto` trains in bfloat16 mixed precision where the hardware has it
+# (2.2-3.3x faster on an AMX CPU; see benchmarks/sr_train_speed.py) and in float32
+# elsewhere. Each run checkpoints into runs/<model>_x<scale> and resumes if stopped (a
+# resumed run ends with the same weights as an uninterrupted one). Needs
+# NSTCOURSE_DATA_DIR (T91, BSDS500 train, Set5) and, for SRGAN, NSTCOURSE_WEIGHTS_DIR
+# (VGG-19).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 s=${STEPS_SCALE:-1}
@@ -18,7 +20,7 @@ train espcn --scale 3 --steps $((400000 * s)) --lr-decay-every $((150000 * s)) -
   -o checkpoints/espcn_x3.safetensors
 train espcn --scale 2 --steps $((200000 * s)) --lr-decay-every $((75000 * s)) --precision auto \
   -o checkpoints/espcn_x2.safetensors
-train espcn --scale 4 --steps $((40000 * s)) --lr-decay-every $((30000 * s)) --precision auto \
+train espcn --scale 4 --steps $((200000 * s)) --lr-decay-every $((75000 * s)) --precision auto \
   -o checkpoints/espcn_x4.safetensors
 train vdsr --scale 2,3,4 --steps $((20000 * s)) --batch-size 16 --lr-decay-every $((12000 * s)) \
   --precision auto -o checkpoints/vdsr.safetensors
