@@ -152,7 +152,7 @@ class VDSRRecipe:
     clip_theta: float = 0.001  # paper: 0.01, which diverged within 2 steps (loss 1e13) here
     clip_norm: float = 0.4
     # paper: /10 every 20 of 80 epochs (SGD). With Adam one x0.1 cut 3/4 into `steps`: at
-    # batch 8, cuts every 5000 steps left lr at 1e-6 by 10k steps.
+    # batch 8 from 1e-4, cuts every 5000 steps left lr at 1e-6 by 10k steps.
     lr_decay_every: int | None = 15_000
     lr_decay: float = 0.1
     precision: str = "float32"  # or "bfloat16": mixed precision (training.train)
