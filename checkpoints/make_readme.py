@@ -43,9 +43,9 @@ bfloat16 mixed precision, which this CPU (AMX) runs natively.
 # Facts about a run that its metadata cannot hold, written once by hand.
 NOTES = {
     "vdsr.safetensors": "steps 0-3,600 ran on 1 thread, in a workdir of its own, beside "
-    "the same run at lr 3e-4 (Set5 x2 after 3000 steps: 35.63 dB at 1e-3, 34.63 at 3e-4); "
-    "the 1e-3 run was then moved to runs/vdsr_x2-3-4 and resumed on 2 threads by the command "
-    "above. The wall time counts both parts.",
+    "the same run at lr 3e-4 (the comparison in `VDSRRecipe`'s comment); then it was moved "
+    "to runs/vdsr_x2-3-4 and resumed on 2 threads by the command above. The wall time "
+    "counts both parts.",
 }
 
 

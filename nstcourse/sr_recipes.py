@@ -88,9 +88,7 @@ class SRCNNRecipe:
     # Set5 x3 was 31.37 dB at 1e-4 and 31.89 at 1e-3.
     lr: float = 1e-3
     last_layer_lr_factor: float = 0.1  # paper: 1e-5 for the last layer (paper_param_groups)
-    # paper: constant. x0.1 every `lr_decay_every` steps: once, 3/4 into the default
-    # `steps`; the shipped longer runs cut twice, at 3/8 and 3/4 (checkpoints/train_sr.sh)
-    lr_decay_every: int | None = 15_000
+    lr_decay_every: int | None = 15_000  # paper: constant; one x0.1 cut 3/4 into `steps`
     lr_decay: float = 0.1
     precision: str = "float32"  # or "bfloat16": mixed precision (training.train)
     steps: int = 20_000  # suggested for a CPU run; the paper trained ~10^8 backprops
@@ -113,10 +111,7 @@ class ESPCNRecipe:
     patches_per_image: int = 100
     batch_size: int = 16  # paper: not stated; 16 keeps a step cheap on a CPU
     lr: float = 1e-3  # paper: 0.01 falling to 0.0001 (when the loss stalls); Adam 1e-3
-    # paper: "when the loss stalls". x0.1 every `lr_decay_every` steps: once, 3/4 into the
-    # default `steps`; the shipped longer runs cut twice, at 3/8 and 3/4
-    # (checkpoints/train_sr.sh)
-    lr_decay_every: int | None = 15_000
+    lr_decay_every: int | None = 15_000  # one x0.1 cut 3/4 into `steps`, not "when it stalls"
     lr_decay: float = 0.1
     precision: str = "float32"  # or "bfloat16": mixed precision (training.train)
     steps: int = 20_000  # suggested for a CPU run
