@@ -40,14 +40,6 @@ and the data pack's reference checkpoints. Runs with `--precision auto` trained 
 bfloat16 mixed precision, which this CPU (AMX) runs natively.
 """
 
-# Facts about a run that its metadata cannot hold, written once by hand.
-NOTES = {
-    "vdsr.safetensors": "steps 0-3,600 ran on 1 thread, in a workdir of its own, beside "
-    "the same run at lr 3e-4 (the comparison in `VDSRRecipe`'s comment); then it was moved "
-    "to runs/vdsr_x2-3-4 and resumed on 2 threads by the command above. The wall time "
-    "counts both parts.",
-}
-
 
 def describe(path: Path) -> tuple[str, list[str]]:
     """(one row of the recipe table, rows of the metrics table) for one checkpoint."""
@@ -125,10 +117,6 @@ def main() -> None:
             "| file | set | scale | model | bicubic |",
             "|---|---|---|---|---|",
             *metrics,
-            "",
-            "Notes:",
-            "",
-            *(f"- `{name}`: {note}" for name, note in NOTES.items()),
             "",
             "## Feed-forward style recipes",
             "",

@@ -22,8 +22,8 @@ train espcn --scale 2 --steps $((200000 * s)) --lr-decay-every $((75000 * s)) --
   -o checkpoints/espcn_x2.safetensors
 train espcn --scale 4 --steps $((200000 * s)) --lr-decay-every $((75000 * s)) --precision auto \
   -o checkpoints/espcn_x4.safetensors
-train vdsr --scale 2,3,4 --steps $((28000 * s)) --batch-size 16 --lr 1e-3 \
-  --lr-decay-every $((21000 * s)) --precision auto -o checkpoints/vdsr.safetensors
+train vdsr --scale 2,3,4 --steps $((44000 * s)) --batch-size 16 --lr 1e-3 \
+  --lr-decay-every $((36000 * s)) --precision auto -o checkpoints/vdsr.safetensors
 train srresnet --scale 4 --steps $((50000 * s)) --lr 5e-4 --lr-decay-every $((37500 * s)) \
   --precision auto -o checkpoints/srresnet_x4.safetensors
 train srgan --scale 4 --steps $((1500 * s)) -o checkpoints/srgan_x4.safetensors
