@@ -172,7 +172,7 @@ class SRResNetRecipe:
     # 28.54 dB at 1e-4 and 28.91 at 5e-4; a CPU affords a few 10^4 updates. At 1e-3
     # (batch 4) it swung between 25.4 and 29.6 dB at 1000-5000 steps and was 17.4 at 6000.
     # At 5e-4 it levels off near 31.0 dB from about 23k steps: 68k steps cut at 51k ended
-    # at 31.28 dB, no better than the shipped 50k cut at 37.5k (31.29).
+    # at 31.28 dB, no better than 50k steps cut at 37.5k (31.29).
     lr: float = 5e-4
     lr_decay_every: int | None = 15_000  # paper: constant; one x0.1 cut 3/4 into `steps`
     lr_decay: float = 0.1
