@@ -1,0 +1,57 @@
+"""The shipped SR checkpoints score on Set5 what their metadata (and so the README table)
+says, and benchmarks/sr_table.py prints its rows from them, so neither can rot."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from nstcourse.sr_data import load_sr_set
+from nstcourse.superres import MODELS, checkpoint_info, checkpoint_path, evaluate, load_pretrained
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "sr_table.py"
+SHIPPED = [(name, scale) for name in MODELS for scale in MODELS[name].scales]
+
+
+@pytest.fixture
+def sr_env(data_pack: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NSTCOURSE_DATA_DIR", str(data_pack))
+    monkeypatch.setenv("NSTCOURSE_WEIGHTS_DIR", str(data_pack / "weights"))
+    return data_pack
+
+
+def stored_set5(name: str, scale: int) -> dict[str, float]:
+    return checkpoint_info(checkpoint_path(name, scale))["metrics"]["Set5"][f"x{scale}"]
+
+
+@pytest.mark.datapack
+@pytest.mark.parametrize(("name", "scale"), SHIPPED)
+def test_shipped_checkpoint_reproduces_its_stored_set5_scores(sr_env, name, scale):
+    result = evaluate(load_pretrained(name, scale, device="cpu"), name, scale, load_sr_set("Set5"))
+    stored = stored_set5(name, scale)
+    # the table prints 2 decimals (PSNR) and 4 (SSIM); float32 may differ across CPUs below that
+    assert result["psnr_y"] == pytest.approx(stored["psnr_y"], abs=0.005)
+    assert result["ssim_y"] == pytest.approx(stored["ssim_y"], abs=5e-5)
+
+
+@pytest.mark.datapack
+def test_sr_table_prints_ours_reference_and_bicubic_rows(sr_env, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("sr_table", SCRIPT)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    everything = table.models_to_score
+    keep = {"espcn (ours)", "espcn_x3_yjn870 (reference)"}
+    monkeypatch.setattr(
+        table,
+        "models_to_score",
+        lambda: [found for found in everything() if found[0] in keep and found[3] == (3,)],
+    )
+    table.main(["--sets", "Set5", "--threads", "1"])
+    out = capsys.readouterr().out
+    ours = stored_set5("espcn", 3)
+    assert f"| espcn (ours) | ×3 | {ours['psnr_y']:.2f} / {ours['ssim_y']:.4f} (33.00) | " in out
+    assert "| espcn_x3_yjn870 (reference) | ×3 | 32.25 / 0.9002 (33.00) | " in out
+    assert "| bicubic | ×3 | 30.39 / 0.8679 (30.39) | — |" in out
+    assert "×2" not in out and "×4" not in out
