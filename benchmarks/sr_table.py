@@ -16,7 +16,7 @@ benchmark table of Kim et al. 2016 (VDSR; Set5/Set14/B100/Urban100 at ×2/×3/×
 SRResNet and SRGAN ×4 from Ledig et al. 2017's benchmark table (SRGAN-VGG54). Quoted
 as commonly cited; table numbers not checked against the PDFs here.
 
-Run from the repository root (about 20 minutes on 2 CPU cores with all three sets)::
+Run from the repository root (about 23 minutes on 2 CPU cores with all three sets)::
 
     export NSTCOURSE_DATA_DIR=../shared/data NSTCOURSE_WEIGHTS_DIR=../shared/data/weights
     python benchmarks/sr_table.py [--sets Set5 Set14 BSD100] [--threads 2]
