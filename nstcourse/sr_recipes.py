@@ -10,9 +10,9 @@ measured Set5 PSNR-Y/SSIM-Y beside bicubic's.
 
 Data (``$NSTCOURSE_DATA_DIR``, see the data pack's MANIFEST.md): SRCNN trains on T91
 (``sr/T91``), the others on "291" = T91 + BSD200 = ``sr/T91`` + ``photos/bsds500_train``,
-VDSR's training set. SRCNN and ESPCN trained on T91 and, for their best results, on
-ImageNet, as did SRGAN; the course does not have ImageNet. Train on another set with
-``replace(recipe, data=("sr/T91",))``.
+VDSR's training set. The papers trained SRCNN and ESPCN on T91 and, for their best
+results, on ImageNet, as SRGAN; the course does not have ImageNet. Train on another set
+with ``replace(recipe, data=("sr/T91",))``.
 
 Change a recipe with ``dataclasses.replace``: ``train_sr("espcn", ..., recipe=replace(
 ESPCNRecipe(), n1=16))``.
@@ -78,9 +78,9 @@ class SRCNNRecipe:
     n1: int = 64  # paper: 64 and 32 filters
     n2: int = 32
     scales: tuple[int, ...] = (3,)  # the paper's main scale; the course ships x3
-    # paper: T91 (9-1-5: 32.39 dB at x3) and ImageNet (9-5-5: 32.75). The same 240k-step
-    # run (2 threads) on T91 beat one on 291 images (SET_291) on Set5 x3 (32.59 against
-    # 32.52 dB) and Set14 (29.22 against 29.19), and tied on BSD100 (28.32)
+    # paper: T91 (9-1-5: 32.39 dB at x3) and ImageNet (9-5-5: 32.75). 240k steps on T91
+    # beat the same run on 291 images (SET_291) on Set5 x3 (32.59 against 32.52 dB) and
+    # Set14 (29.22 against 29.19), and tied on BSD100 (28.32)
     data: tuple[str, ...] = ("sr/T91",)
     max_images: int | None = None  # per folder; None = all (tests use 2)
     hr_patch: int = 33  # paper: 33x33 sub-images (we cut 33 // s LR px, 33 at x3)
