@@ -36,6 +36,13 @@ def data_pack() -> Path:
     return path
 
 
+@pytest.fixture
+def data_env(data_pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$NSTCOURSE_DATA_DIR and $NSTCOURSE_WEIGHTS_DIR pointed at the data pack."""
+    monkeypatch.setenv("NSTCOURSE_DATA_DIR", str(data_pack))
+    monkeypatch.setenv("NSTCOURSE_WEIGHTS_DIR", str(data_pack / "weights"))
+
+
 @pytest.fixture(scope="session")
 def partial_vgg19(data_pack: Path) -> Path:
     """The data pack's VGG-19 (Caffe convention, conv1_1 … conv3_4 only)."""

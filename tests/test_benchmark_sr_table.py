@@ -15,20 +15,13 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "sr_table.py"
 SHIPPED = [(name, scale) for name in MODELS for scale in MODELS[name].scales]
 
 
-@pytest.fixture
-def sr_env(data_pack: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("NSTCOURSE_DATA_DIR", str(data_pack))
-    monkeypatch.setenv("NSTCOURSE_WEIGHTS_DIR", str(data_pack / "weights"))
-    return data_pack
-
-
 def stored_set5(name: str, scale: int) -> dict[str, float]:
     return checkpoint_info(checkpoint_path(name, scale))["metrics"]["Set5"][f"x{scale}"]
 
 
 @pytest.mark.datapack
 @pytest.mark.parametrize(("name", "scale"), SHIPPED)
-def test_shipped_checkpoint_reproduces_its_stored_set5_scores(sr_env, name, scale):
+def test_shipped_checkpoint_reproduces_its_stored_set5_scores(data_env, name, scale):
     result = evaluate(load_pretrained(name, scale, device="cpu"), name, scale, load_sr_set("Set5"))
     stored = stored_set5(name, scale)
     # the table prints 2 decimals (PSNR) and 4 (SSIM); float32 may differ across CPUs below that
@@ -37,7 +30,7 @@ def test_shipped_checkpoint_reproduces_its_stored_set5_scores(sr_env, name, scal
 
 
 @pytest.mark.datapack
-def test_sr_table_prints_ours_reference_and_bicubic_rows(sr_env, monkeypatch, capsys):
+def test_sr_table_prints_ours_reference_and_bicubic_rows(data_env, monkeypatch, capsys):
     spec = importlib.util.spec_from_file_location("sr_table", SCRIPT)
     table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(table)

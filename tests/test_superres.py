@@ -156,12 +156,6 @@ TINY_ESPCN = ESPCNRecipe(
 )  # fmt: skip
 
 
-@pytest.fixture
-def data_env(data_pack, monkeypatch) -> None:
-    monkeypatch.setenv("NSTCOURSE_DATA_DIR", str(data_pack))
-    monkeypatch.setenv("NSTCOURSE_WEIGHTS_DIR", str(data_pack / "weights"))
-
-
 @pytest.mark.datapack
 def test_train_sr_writes_a_loadable_checkpoint_and_resumes(tmp_path, data_env) -> None:
     out, workdir = tmp_path / "espcn_x2.safetensors", tmp_path / "run"
