@@ -19,7 +19,7 @@ both see the same load:
    * with ``--compile``, also **fast + compile** (``compile=True``); its first call at
      each size compiles, and that time is printed.
 
-2. **Against Gatys** at ``--gatys-size`` (512) px: ``nstcourse.gatys.stylize`` with its
+2. **Against Gatys** at ``--gatys-size`` (512) px: ``nstcourse.style.gatys.stylize`` with its
    defaults (the papers' layers relu4_2 / relu1_1 … relu5_1 of VGG-19, L-BFGS, 300
    evaluations) on tubingen with the wave painting, both at that long side. Layers the
    VGG weights file lacks (the data pack's stops at conv3_4) are random: the same cost.
@@ -30,7 +30,7 @@ both see the same load:
    each mode of (1) on the same photo give the speed-up.
 
 3. **Ours beside theirs** for wave, scream, udnie and wreck: our shipped net and
-   lengstrom's (``fast_style_reference.load_engstrom``, same training painting) on
+   lengstrom's (``style.reference.load_engstrom``, same training painting) on
    tubingen and chicago at ``--compare-size`` (512) px long side: ms per image for each,
    both on the fast path; and the loss terms of each float32 output under one
    ``PerceptualLoss`` built as our checkpoint's recipe says (VGG-19 of the data pack;
@@ -66,19 +66,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nstcourse.data import load_sample
-from nstcourse.fast_style import PerceptualLoss, prepare_for_inference
-from nstcourse.fast_style_reference import ENGSTROM_WEIGHTS, load_engstrom
+from nstcourse.checkpoints import checkpoint_info
+from nstcourse.data import load_sample, load_style_images
 from nstcourse.features import RandomLayersWarning, VGGFeatures
-from nstcourse.gatys import CONTENT_LAYERS, STYLE_LAYERS, stylize
 from nstcourse.images import save_image
-from nstcourse.style_models import (
-    JOHNSON_STYLES,
-    checkpoint_info,
-    checkpoint_path,
-    load_style_model,
-)
-from nstcourse.style_recipes import load_style_images
+from nstcourse.inference import prepare_for_inference
+from nstcourse.style.fast_style import PerceptualLoss
+from nstcourse.style.gatys import CONTENT_LAYERS, STYLE_LAYERS, stylize
+from nstcourse.style.models import JOHNSON_STYLES, checkpoint_path, load_style_model
+from nstcourse.style.reference import ENGSTROM_WEIGHTS, load_engstrom
 
 GATYS_STEPS = 300  # stylize's default number of evaluations
 PHOTOS = ("tubingen", "chicago")

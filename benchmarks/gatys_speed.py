@@ -14,7 +14,7 @@ VGG-19), content "tubingen" and style "starry_night", both at that size:
   line search); the image clamped to [0, 1] in place before every evaluation; started
   from the content image; ``--steps`` (300) loss evaluations. Its final image has the
   loss L*.
-* **nstcourse**: ``nstcourse.gatys.stylize`` with its defaults (single scale, L-BFGS with
+* **nstcourse**: ``nstcourse.style.gatys.stylize`` with its defaults (single scale, L-BFGS with
   a strong-Wolfe line search, the loss evaluated at clamp(x, 0, 1)) for the same layers,
   α, β and number of evaluations.
 
@@ -58,9 +58,9 @@ import torch.nn.functional as F
 
 from nstcourse.data import load_sample
 from nstcourse.features import VGGFeatures
-from nstcourse.gatys import GatysLoss, stylize
 from nstcourse.images import save_image
 from nstcourse.losses import gram_matrix
+from nstcourse.style.gatys import GatysLoss, stylize
 
 # The tutorial's layers (its conv_4 and conv_1 … conv_5), all inside the data pack's VGG-19.
 CONTENT_LAYERS = ("conv2_2",)

@@ -1,9 +1,9 @@
 r"""Super-resolution table: the course's checkpoints beside bicubic, the papers and references.
 
-Every shipped checkpoint in ``checkpoints/`` (``nstcourse.superres.load_pretrained``) at
+Every shipped checkpoint in ``checkpoints/`` (``nstcourse.sr.models.load_pretrained``) at
 each of its scales, and the data pack's third-party reference checkpoints loaded into our
-architectures (``nstcourse.sr_reference``), are scored on Set5, Set14 and BSD100 by
-``nstcourse.superres.evaluate``: the papers' protocol (modcrop; MATLAB-bicubic
+architectures (``nstcourse.sr.reference``), are scored on Set5, Set14 and BSD100 by
+``nstcourse.sr.models.evaluate``: the papers' protocol (modcrop; MATLAB-bicubic
 degradation, 8-bit; PSNR and SSIM on MATLAB's Y with 8-bit rounding; an s-pixel border
 shave). The paper's number for the same model, scale and set is printed beside ours.
 Time per image: median of 3 runs of ``super_resolve`` on Set5 "baby" (512×512 output),
@@ -32,17 +32,17 @@ from functools import partial
 import torch
 from torch import nn
 
-from nstcourse.sr_data import bicubic_upscale, degrade, load_sr_set, modcrop
-from nstcourse.sr_reference import load_reference, reference_path
-from nstcourse.superres import (
+from nstcourse.checkpoints import checkpoint_info
+from nstcourse.sr.data import bicubic_upscale, degrade, load_sr_set, modcrop
+from nstcourse.sr.models import (
     MODELS,
-    checkpoint_info,
     checkpoint_path,
     checkpoint_scales,
     evaluate,
     load_pretrained,
     super_resolve,
 )
+from nstcourse.sr.reference import load_reference, reference_path
 
 # (model, scale) -> {set: PSNR-Y}; sources in the module docstring.
 PAPER = {

@@ -3,7 +3,7 @@
 What it measures
 ----------------
 1. **Training steps per second** of SRCNN ×3, ESPCN ×3, VDSR (×2/×3/×4 mixed) and SRResNet
-   ×4, each built by its recipe exactly as ``train_sr`` builds it (``sr_recipes.BUILDERS``:
+   ×4, each built by its recipe exactly as ``train_sr`` builds it (``sr.recipes.BUILDERS``:
    the patches, loss, optimiser and batch size) and run by ``training.train`` (patch
    cutting included), once with ``precision="float32"`` and once with ``"bfloat16"``
    (convolutions under ``torch.autocast``). The two take turns, block by block, so that
@@ -38,8 +38,9 @@ from pathlib import Path
 
 import torch
 
+from nstcourse.data import load_training_images
 from nstcourse.runmode import native_bf16
-from nstcourse.sr_recipes import BUILDERS, RECIPES, load_training_images, train_sr
+from nstcourse.sr.recipes import BUILDERS, RECIPES, train_sr
 from nstcourse.training import PRECISIONS, sample_batches, train
 
 SPEED_MODELS = {"srcnn": (3,), "espcn": (3,), "vdsr": (2, 3, 4), "srresnet": (4,)}
@@ -47,21 +48,21 @@ SPEED_MODELS = {"srcnn": (3,), "espcn": (3,), "vdsr": (2, 3, 4), "srresnet": (4,
 
 def steps_per_second(name: str, *, steps: int, repeats: int, images: int) -> dict[str, float]:
     """Median steps/s of ``name``'s recipe in each precision, the two taking turns."""
-    recipe = RECIPES[name]()
+    recipe = replace(RECIPES[name](), scales=SPEED_MODELS[name])
     train_images = load_training_images(recipe.data, max_images=images)
     runs = {}
     for precision in PRECISIONS:
         torch.manual_seed(0)
-        setup = BUILDERS[name](recipe, SPEED_MODELS[name], train_images, 0, torch.device("cpu"))
-        batches = sample_batches(setup.dataset, batch_size=recipe.batch_size, seed=0)
-        runs[precision] = (setup, batches)
+        run = BUILDERS[name](replace(recipe, precision=precision), train_images, 0, "cpu")
+        batches = sample_batches(run.dataset, batch_size=recipe.batch_size, seed=0)
+        runs[precision] = (run, batches)
     times: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
     for block in range(repeats + 1):  # block 0 warms up
-        for precision, (setup, batches) in runs.items():
+        for precision, (run, batches) in runs.items():
             start = time.perf_counter()
             train(
-                setup.model, setup.loss_fn, batches, steps=steps, optimizer=setup.optimizer,
-                clip_grad=setup.clip_grad, progress=False, device="cpu", precision=precision,
+                run.net, run.step, batches, steps=steps, optimizer=run.optimizer,
+                progress=False, device="cpu",
             )  # fmt: skip
             if block:
                 times[precision].append(time.perf_counter() - start)
@@ -70,12 +71,11 @@ def steps_per_second(name: str, *, steps: int, repeats: int, images: int) -> dic
 
 def psnr_after(name: str, precision: str, *, steps: int, max_images: int | None) -> dict:
     """Set5 ×3 metrics of ``name`` trained ``steps`` steps from seed 0 in ``precision``."""
-    recipe = replace(RECIPES[name](), max_images=max_images)
+    recipe = replace(RECIPES[name](), scales=(3,), max_images=max_images, precision=precision)
     with tempfile.TemporaryDirectory() as folder:
         metadata = train_sr(
-            name, scale=3, steps=steps, out=Path(folder) / "m.safetensors",
-            workdir=Path(folder) / "run", recipe=recipe, precision=precision,
-            progress=False, device="cpu",
+            name, steps=steps, out=Path(folder) / "m.safetensors",
+            workdir=Path(folder) / "run", recipe=recipe, progress=False, device="cpu",
         )  # fmt: skip
     return metadata["metrics"]["Set5"]["x3"]
 

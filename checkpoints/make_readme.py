@@ -11,23 +11,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nstcourse.checkpoints import checkpoint_info
 from nstcourse.files import atomic_path
-from nstcourse.style_recipes import RECIPES as STYLE_MODELS
-from nstcourse.superres import checkpoint_info, checkpoint_scales
+from nstcourse.sr.models import checkpoint_scales
+from nstcourse.style.recipes import RECIPES as STYLE_MODELS
 
 HERE = Path(__file__).resolve().parent
 
 INTRO = """# Course checkpoints
 
 Models trained by this project's own code, stored as safetensors; the recipe and the
-measured metrics are inside each file (`nstcourse.superres.checkpoint_info(path)`) and
+measured metrics are inside each file (`nstcourse.sr.models.checkpoint_info(path)`) and
 laid out below by `python checkpoints/make_readme.py`.
 
-- Super-resolution: `nstcourse train-sr`, recipes in `nstcourse/sr_recipes.py`;
+- Super-resolution: `nstcourse train-sr`, recipes in `nstcourse/sr/recipes.py`;
   `bash checkpoints/train_sr.sh` retrains them all (`STEPS_SCALE=10` for the longer runs
   a GPU affords). Metrics: Set5, the papers' protocol (MATLAB-bicubic degradation,
   PSNR/SSIM on Y, an s-pixel shave), bicubic beside.
-- Feed-forward style: `nstcourse train-style`, recipes in `nstcourse/style_recipes.py`;
+- Feed-forward style: `nstcourse train-style`, recipes in `nstcourse/style/recipes.py`;
   `bash checkpoints/train_style.sh` retrains them all. Metrics: the training losses
   (weighted terms, mean of the last 100 steps) and the time to stylise one 512×512 image,
   taken when the file was written, on a shared machine while other training ran (so only

@@ -3,7 +3,7 @@
 # single-style Johnson nets (the styles of the data pack's reference nets), the 10-style
 # conditional-instance-norm net and the AdaIN decoder. The step counts are what a shared
 # 2-core CPU could afford in one session (two jobs side by side, one thread each); the
-# recipes (nstcourse/style_recipes.py) suggest more, and a GPU run should use them:
+# recipes (nstcourse/style/recipes.py) suggest more, and a GPU run should use them:
 # STEPS_SCALE=10 bash checkpoints/train_style.sh. Each run checkpoints into runs/<name>
 # and resumes if stopped. Needs NSTCOURSE_DATA_DIR (photos, paintings) and
 # NSTCOURSE_WEIGHTS_DIR (VGG-19).

@@ -11,6 +11,11 @@ Three ways to keep the content's colours:
 - the post-hoc swap: transfer as usual and replace the result's chrominance by the
   content's (``luminance_swap``).
 
+The super-resolution papers' colour space lives here too: MATLAB's ``rgb2ycbcr``
+(``rgb_to_ycbcr``, ``ycbcr_to_rgb``, ``y_channel``: ITU-R BT.601 studio range), on whose
+luminance Y the SR networks are trained and scored, and ``quantize_8bit``, the rounding
+an 8-bit image file applies before scoring.
+
 Images are (N, 3, H, W) RGB in [0, 1]; luminance channels are (N, 1, H, W).
 """
 
@@ -107,3 +112,59 @@ def match_colour(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     pixels = style.permute(1, 0, 2, 3).reshape(3, -1).cpu().double()
     out = (A @ pixels + b).float().reshape(3, style.shape[0], *style.shape[-2:])
     return out.permute(1, 0, 2, 3).clamp(0.0, 1.0).to(style)
+
+
+def quantize_8bit(image: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to the 256 levels of an 8-bit image (x = round(255 x)/255)."""
+    return torch.round(image.clamp(0, 1) * 255) / 255
+
+
+# ITU-R BT.601 studio range, MATLAB's rgb2ycbcr for double RGB in [0, 1]:
+# [Y, Cb, Cr] = (OFFSET + RGB_TO_YCBCR_255 @ [R, G, B]) / 255, so Y is in [16, 235] / 255.
+RGB_TO_YCBCR_255 = torch.tensor(
+    [
+        [65.481, 128.553, 24.966],
+        [-37.797, -74.203, 112.0],
+        [112.0, -93.786, -18.214],
+    ],
+    dtype=torch.float64,
+)
+YCBCR_OFFSET_255 = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64)
+
+
+def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
+    """MATLAB's ``rgb2ycbcr`` for double images (ITU-R BT.601, studio range).
+
+    .. math::
+        Y  = (16 + 65.481 R + 128.553 G + 24.966 B) / 255 \\\\
+        Cb = (128 - 37.797 R - 74.203 G + 112.0 B) / 255 \\\\
+        Cr = (128 + 112.0 R - 93.786 G - 18.214 B) / 255
+
+    (N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) YCbCr; Y in [16, 235] / 255, Cb and Cr in
+    [16, 240] / 255. Not rounded (MATLAB rounds only for uint8 input).
+    """
+    _check_rgb(image, "image")
+    matrix = RGB_TO_YCBCR_255.to(image.device, image.dtype) / 255
+    offset = (YCBCR_OFFSET_255.to(image.device, image.dtype) / 255).view(1, 3, 1, 1)
+    return torch.einsum("ij,njhw->nihw", matrix, image) + offset
+
+
+def ycbcr_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``rgb_to_ycbcr`` (the exact matrix inverse, as MATLAB's ``ycbcr2rgb``).
+
+    (N, 3, H, W) YCbCr -> (N, 3, H, W) RGB; not clamped.
+    """
+    _check_rgb(image, "image")
+    inverse = torch.linalg.inv(RGB_TO_YCBCR_255 / 255).to(image.device, image.dtype)
+    offset = (YCBCR_OFFSET_255.to(image.device, image.dtype) / 255).view(1, 3, 1, 1)
+    return torch.einsum("ij,njhw->nihw", inverse, image - offset)
+
+
+def y_channel(image: torch.Tensor) -> torch.Tensor:
+    """The luminance Y of ``rgb_to_ycbcr``: (N, 3, H, W) RGB -> (N, 1, H, W) in [16, 235]/255."""
+    return rgb_to_ycbcr(image)[:, :1]
+
+
+def _check_rgb(image: torch.Tensor, name: str) -> None:
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"{name} must be (N, 3, H, W), got shape {tuple(image.shape)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 
 from nstcourse.download import download_file
 from nstcourse.files import sha256_file
-from nstcourse.images import from_numpy, load_image, resize_long_side
+from nstcourse.images import IMAGE_SUFFIXES, from_numpy, load_image, resize_long_side
 
 DATA_DIR_ENV = "NSTCOURSE_DATA_DIR"
 # Colour images that ship inside scikit-image's wheel (no download).
@@ -139,3 +140,45 @@ def load_sample(name: str, *, long_side: int | None = None) -> torch.Tensor:
         image = from_numpy(getattr(skimage.data, short)())
         return image if long_side is None else resize_long_side(image, long_side)
     return load_image(image_path(name), long_side=long_side)
+
+
+def load_style_images(paths: Sequence[str], *, long_side: int | None = None) -> list[torch.Tensor]:
+    """Style images (1, 3, H, W) in [0, 1]: absolute paths, or relative to the data dir."""
+    images = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_absolute():
+            root = data_dir()
+            if root is None:
+                raise FileNotFoundError(
+                    f"style image {name}: ${DATA_DIR_ENV} is not set; set it to the data "
+                    "pack, or give absolute paths"
+                )
+            path = root / path
+        if not path.is_file():
+            raise FileNotFoundError(f"style image not found: {path}")
+        images.append(load_image(path, long_side=long_side))
+    return images
+
+
+def load_training_images(
+    folders: Sequence[str], *, max_images: int | None = None
+) -> list[torch.Tensor]:
+    """The images in ``<data dir>/<folder>`` for each folder, sorted by name, as
+    (1, 3, H, W) tensors in [0, 1]; at most ``max_images`` per folder."""
+    root = data_dir()
+    if root is None:
+        raise FileNotFoundError(
+            f"training data: ${DATA_DIR_ENV} is not set; set it to the folder that "
+            f"holds {', '.join(folders)}"
+        )
+    images = []
+    for folder in folders:
+        path = root / folder
+        if not path.is_dir():
+            raise FileNotFoundError(f"training data: folder {path} not found")
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"training data: no images in {path}")
+        images += [load_image(p) for p in files[:max_images]]
+    return images

@@ -3,7 +3,7 @@
 ``VGGFeatures(["conv4_2", "relu1_1", ...])`` returns a dict of those activations for a
 batch of RGB images in [0, 1]. The network is cut after the deepest requested layer
 (no wasted compute), the input normalisation that the weights expect is done inside
-(see ``nstcourse.weights``), and every parameter is frozen.
+(see ``nstcourse.vgg_weights``), and every parameter is frozen.
 
 Layer names follow Simonyan & Zisserman / Gatys et al.: ``conv{block}_{i}``,
 ``relu{block}_{i}``, ``pool{block}``, e.g. VGG-19 = conv1_1 relu1_1 conv1_2 relu1_2
@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from nstcourse.runmode import pick_device
-from nstcourse.weights import (
+from nstcourse.vgg_weights import (
     VGGWeights,
     WeightsError,
     conv_channels,
     layer_names,
     load_vgg_weights,
+    min_input_side,
 )
 
 MISSING_ENV = "NSTCOURSE_VGG_MISSING"
@@ -69,7 +70,7 @@ class VGGFeatures(nn.Module):
     Args:
         layers: names to return, e.g. ``["relu1_1", "relu2_1", "conv4_2"]``.
         arch: "vgg16" or "vgg19".
-        weights: a weights file, or None to search (see ``nstcourse.weights``), or a
+        weights: a weights file, or None to search (see ``nstcourse.vgg_weights``), or a
             ``VGGWeights`` already loaded.
         convention: input convention for weights files not in the catalog.
         pooling: "max" (as trained) or "avg" (Gatys et al. 2016 found it gives slightly
@@ -111,8 +112,7 @@ class VGGFeatures(nn.Module):
             weights = load_vgg_weights(arch, weights, convention=convention)
         self.arch, self.layers, self.weights_info = arch, list(layers), weights
         self.names = all_names[: max(all_names.index(name) for name in layers) + 1]
-        # Each pooling halves the image: the smallest side that survives them all.
-        self.min_size = 2 ** sum(name.startswith("pool") for name in self.names)
+        self.min_size = min_input_side(arch, layers)
         self.normalize = Normalize(weights.convention)
         self.body = _build_body(self.names, arch, pooling)
         self.random_layers = _load_convs(self.body, self.names, weights, missing)
@@ -169,7 +169,7 @@ def _load_convs(
         raise WeightsError(
             f"{weights.path} has VGG layers {weights.layers[0]} … {weights.layers[-1]} only; "
             f"{', '.join(absent)} are missing. Download the full weights "
-            f"(see nstcourse.weights.VGG_CATALOG), choose layers up to {weights.layers[-1]}, "
+            f"(see nstcourse.vgg_weights.VGG_CATALOG), choose layers up to {weights.layers[-1]}, "
             f"or set {MISSING_ENV}=random for a smoke run with random layers."
         )
     generator = torch.Generator().manual_seed(0)  # same random layers in every run

@@ -6,6 +6,8 @@ scalar tensor, averaged over the batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -97,3 +99,15 @@ def guided_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     flat = masked.reshape(n, c, -1)
     area = (mask.reshape(mask.shape[0], -1) ** 2).sum(dim=1).clamp_min(1e-8)
     return flat @ flat.transpose(1, 2) / (c * area).reshape(-1, 1, 1)
+
+
+Layers = Sequence[str] | Mapping[str, float]  # layer names, or names with weights
+
+
+def layer_weights(layers: Layers) -> dict[str, float]:
+    """``["relu1_1", …]`` → weight 1 each; ``{"relu1_1": 0.5, …}`` kept as given."""
+    if isinstance(layers, str):
+        raise TypeError(f"layers must be a list or a dict of names, not the string {layers!r}")
+    if isinstance(layers, Mapping):
+        return {name: float(weight) for name, weight in layers.items()}
+    return {name: 1.0 for name in layers}

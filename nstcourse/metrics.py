@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nstcourse.sr_data import quantize_8bit, y_channel
+from nstcourse.colour import quantize_8bit, y_channel
 
 CHANNELS = ("y", "rgb")
 

@@ -1,6 +1,7 @@
-"""A small training loop shared by the super-resolution and fast style networks.
+"""The one training loop of the course: every network it trains goes through ``train``.
 
-``train`` runs ``steps`` optimizer updates with a progress bar, validates now and then,
+``train`` runs ``steps`` updates of a step function with a progress bar, validates now
+and then,
 and checkpoints so that a run stopped by Ctrl-C or a crash resumes where it left off
 and ends with exactly the weights of an uninterrupted run (bit-identical on the CPU).
 
@@ -23,7 +24,12 @@ How resume stays exact:
 * Ctrl-C saves nothing (the interrupted step may be half applied): the run resumes from
   the last checkpoint and repeats the steps after it, which gives the same result.
 * A NaN or infinite loss raises ``FloatingPointError`` naming the step, before the
-  optimizer applies it; the last good checkpoint is left as it was.
+  optimizer applies it (``optimizer_step``); the last good checkpoint is left as it was.
+
+A step is a function ``step(batch) -> {"loss": float, ...}`` doing one whole update:
+``supervised_step`` builds it for a network trained on one loss (optionally under
+bfloat16 autocast); a GAN brings its own (``sr.srgan.SRGANStep``), built on the same
+``optimizer_step`` and ``autocast``.
 """
 
 from __future__ import annotations
@@ -31,10 +37,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +48,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from nstcourse.checkpoints import state_dict_on_cpu
 from nstcourse.files import atomic_path
-from nstcourse.runmode import pick_device
+from nstcourse.runmode import native_bf16, pick_device
 
 STATE_FILE = "train_state.pt"
-RECIPE_FILE = "recipe.json"  # the recipe a work folder was started with
 WALL_TIME_FILE = "wall_time.json"  # seconds spent training, summed over resumes
-METADATA_KEY = "nstcourse"
-PRECISIONS = ("float32", "bfloat16")  # train(precision=...)
+PRECISIONS = ("float32", "bfloat16")  # autocast(device, precision)
 
 
 @dataclass(frozen=True)
@@ -97,15 +101,100 @@ def sample_batches(
     return batches
 
 
+Step = Callable[[Any], dict[str, float]]  # one update: batch -> {"loss": float, <term>: float}
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    *,
+    name: str = "loss",
+    clip: Callable[[torch.optim.Optimizer], None] | None = None,
+) -> None:
+    """One guarded update: backward ``loss`` into the optimizer's parameters and step.
+
+    A non-finite ``loss`` raises ``FloatingPointError`` naming it *before* anything is
+    touched, so a NaN never reaches the weights or the optimizer state. ``clip(optimizer)``
+    runs between backward and step (``AdjustableGradClip``, or ``clip_norm(max_norm)``).
+    Every update of the course (supervised, SRGAN's G and D, CycleGAN's) goes through here.
+    """
+    if not torch.isfinite(loss).all():
+        raise FloatingPointError(f"{name} is {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        clip(optimizer)
+    optimizer.step()
+
+
+def clip_norm(max_norm: float) -> Callable[[torch.optim.Optimizer], None]:
+    """A ``clip`` for ``optimizer_step``: the global L2 norm of all gradients <= max_norm."""
+    if not max_norm > 0:
+        raise ValueError(f"clip norm {max_norm}: the maximum norm must be positive")
+
+    def clip(optimizer: torch.optim.Optimizer) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, max_norm)
+
+    return clip
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """``torch.autocast`` for ``precision``: "bfloat16" runs the convolutions in bfloat16
+    (losses, weights and optimizer state stay float32; unlike float16, no loss scaling);
+    "float32" is a no-op context."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; use one of {PRECISIONS}")
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bfloat16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "auto" -> "bfloat16" where the device runs it natively (``runmode.native_bf16``),
+    else "float32"; "float32" and "bfloat16" are returned as they are."""
+    if precision == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; use 'auto' or one of {PRECISIONS}")
+    return precision
+
+
+def supervised_step(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor | Mapping[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    clip: Callable[[torch.optim.Optimizer], None] | None = None,
+    precision: str = "float32",
+) -> Step:
+    """The update of a network trained on one loss, as a ``Step`` for ``train``.
+
+    ``loss_fn(model, batch)`` returns the scalar loss, or a dict of scalar terms whose
+    ``"total"`` is minimised (as ``PerceptualLoss`` and ``AdaINNet.loss`` return); every
+    term goes into the history. It runs under ``autocast(precision)`` on the model's
+    device; the update is ``optimizer_step`` (NaN guard, optional ``clip``).
+    """
+    autocast(torch.device("cpu"), precision)  # checks the name now, not at the first step
+
+    def step(batch: Any) -> dict[str, float]:
+        device = next(model.parameters()).device
+        with autocast(device, precision):
+            out = loss_fn(model, batch)
+        terms = dict(out) if isinstance(out, Mapping) else {"total": out}
+        total = terms.pop("total")
+        optimizer_step(optimizer, total, clip=clip)
+        return {"loss": total.item(), **{name: value.item() for name, value in terms.items()}}
+
+    return step
+
+
 def train(
     model: nn.Module,
-    loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None,
+    step: Step,
     batches: Callable[[int], Any],
     *,
     steps: int,
     optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer],
     scheduler=None,
-    clip_grad: float | AdjustableGradClip | None = None,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
     validate_every: int = 1000,
     checkpoint: str | os.PathLike | None = None,
@@ -113,25 +202,25 @@ def train(
     resume: bool = True,
     progress: bool = True,
     device: str | torch.device | None = None,
-    update: Callable[[Any], dict[str, float]] | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
-    precision: str = "float32",
 ) -> dict[str, list]:
-    """Train ``model`` for ``steps`` updates; return the history.
+    """Train ``model`` for ``steps`` updates of ``step``; return the history.
 
     Args:
-        model: the network (for a GAN, an ``nn.ModuleDict`` of all its networks).
-        loss_fn: ``loss_fn(model, batch) -> scalar tensor``; the loop does zero_grad,
-            backward, clipping and ``optimizer.step()``. None when ``update`` is given.
+        model: every network the step updates (for a GAN, an ``nn.ModuleDict``): moved
+            to the device, put in train mode, checkpointed.
+        step: ``step(batch) -> {"loss": float, <term>: float}``, one whole update: a
+            ``supervised_step``, or a GAN's step (``sr.srgan.SRGANStep``). It must raise
+            ``FloatingPointError`` before a non-finite loss reaches the weights
+            (``optimizer_step`` does).
         batches: ``batches(step) -> batch`` for step 0, 1, ...; it must depend on the step
             only (see ``sample_batches``). Tensors in the batch (alone, or in a tuple, list
             or dict) are moved to the device.
         steps: total number of updates (a resumed run counts the ones already done).
-        optimizer: an optimizer, or a dict of them (a GAN's ``{"G": ..., "D": ...}``).
+        optimizer: the optimizer the step uses, or a dict of them (a GAN's
+            ``{"G": ..., "D": ...}``); checkpointed with the model.
         scheduler: None, a learning-rate scheduler, or a dict of them; stepped once per
             update.
-        clip_grad: None; a float: clip the gradients' global L2 norm to it; or
-            ``AdjustableGradClip(theta)``: VDSR's clipping to [-theta/lr, theta/lr].
         validate: ``validate(model) -> {"psnr": ...}``, run in eval mode without
             gradients every ``validate_every`` steps and after the last.
         checkpoint: a folder for the checkpoint, or None for none; written every
@@ -141,29 +230,13 @@ def train(
         resume: continue from the checkpoint in that folder if there is one.
         progress: show a tqdm progress bar with the loss.
         device: None picks CUDA, then MPS, then CPU.
-        update: instead of ``loss_fn``, a function doing one whole update,
-            ``update(batch) -> {"loss": float, ...}`` (e.g. ``srgan.SRGANStep``).
         on_step: ``on_step(step, terms)`` after each step (and after any checkpoint of
             that step); for logging, or for tests that interrupt a run.
-        precision: "float32", or "bfloat16": mixed precision, ``loss_fn`` runs under
-            ``torch.autocast`` (convolutions in bfloat16, losses and the weights and
-            optimizer state in float32). 2.2-3.3x faster on a CPU with native bfloat16
-            (``runmode.native_bf16``). Unlike float16, bfloat16 needs no loss scaling.
 
     Returns:
         ``{"step": [...], "loss": [...], <other terms>: [...], "validation": [{"step": k,
         **metrics}, ...]}``, one entry per step (validation: per validation).
     """
-    if (loss_fn is None) == (update is None):
-        raise ValueError("give exactly one of loss_fn (a loss to minimise) or update")
-    if clip_grad is not None and update is not None:
-        raise ValueError("clip_grad works with loss_fn only; an update function clips itself")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}; use one of {PRECISIONS}")
-    if precision != "float32" and update is not None:
-        raise ValueError("precision='bfloat16' works with loss_fn only, not with update")
-    if isinstance(clip_grad, (int, float)) and not clip_grad > 0:
-        raise ValueError(f"clip_grad={clip_grad}: the maximum norm must be positive")
     optimizers = _named(optimizer, "optimizer")
     schedulers = _named(scheduler, "scheduler") if scheduler is not None else {}
     device = pick_device(device)
@@ -177,29 +250,24 @@ def train(
     model.train()
     clock = time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress)
-    for step in bar:
-        batch = _to_device(batches(step), device)
+    for index in bar:
+        batch = _to_device(batches(index), device)
         try:
-            if update is not None:
-                terms = update(batch)
-            else:
-                with torch.autocast(device.type, torch.bfloat16, precision == "bfloat16"):
-                    loss = loss_fn(model, batch)
-                terms = _supervised_update(model, loss, optimizers, clip_grad)
+            terms = step(batch)
             bad = {name: value for name, value in terms.items() if not math.isfinite(value)}
             if bad:
                 raise FloatingPointError(f"non-finite {bad}")
         except FloatingPointError as error:
             kept = f"the last good checkpoint in {checkpoint} is kept" if checkpoint else ""
-            raise FloatingPointError(f"step {step}: {error}; {kept}".rstrip("; ")) from error
+            raise FloatingPointError(f"step {index}: {error}; {kept}".rstrip("; ")) from error
         for sched in schedulers.values():
             sched.step()
-        history["step"].append(step)
+        history["step"].append(index)
         for name, value in terms.items():
             history.setdefault(name, []).append(value)
         bar.set_postfix(loss=f"{terms['loss']:.4g}", refresh=False)
 
-        done = step + 1
+        done = index + 1
         if validate is not None and (done % validate_every == 0 or done == steps):
             history["validation"].append({"step": done, **_validate(model, validate)})
         if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
@@ -208,23 +276,9 @@ def train(
             add_wall_time(checkpoint, now - clock)
             clock = now
         if on_step is not None:
-            on_step(step, terms)
+            on_step(index, terms)
     bar.close()
     return history
-
-
-def _supervised_update(model, loss, optimizers, clip_grad) -> dict[str, float]:
-    (optimizer,) = optimizers.values()  # a loss_fn has exactly one optimizer
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss.item()}")  # before it reaches the weights
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if isinstance(clip_grad, AdjustableGradClip):
-        clip_grad(optimizer)
-    elif clip_grad is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-    optimizer.step()
-    return {"loss": loss.item()}
 
 
 def _validate(model: nn.Module, validate) -> dict[str, float]:
@@ -268,7 +322,7 @@ def save_checkpoint(
     folder = Path(folder)
     weights_name = f"model-{step:08d}.safetensors"
     with atomic_path(folder / weights_name) as tmp:
-        safetensors.torch.save_file(_cpu_state(model), str(tmp))
+        safetensors.torch.save_file(state_dict_on_cpu(model), str(tmp))
     state = {
         "step": step,
         "weights": weights_name,
@@ -312,119 +366,10 @@ def load_checkpoint(
     return state["step"], state["history"]
 
 
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-
-
 # --- shipped models ---------------------------------------------------------------------
 
 
-def save_model(
-    model: nn.Module,
-    path: str | os.PathLike,
-    *,
-    kwargs: dict[str, Any],
-    metadata: dict[str, Any] | None = None,
-) -> None:
-    """Save a trained model as safetensors with JSON metadata, atomically.
-
-    Args:
-        model: the network.
-        path: the ``.safetensors`` file.
-        kwargs: the keyword arguments that rebuild it, e.g. ``{"scale": 3}`` for ESPCN.
-        metadata: anything else worth keeping, e.g. ``{"scale": 3, "recipe": {...},
-            "metrics": {...}}`` (must be JSON-serialisable).
-    """
-    info = {"class": type(model).__name__, "kwargs": kwargs, **(metadata or {})}
-    text = json.dumps(info)  # fails here, before writing, if not serialisable
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(_cpu_state(model), str(tmp), metadata={METADATA_KEY: text})
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON metadata ``save_model`` stored in ``path``."""
-    with safetensors.safe_open(str(path), framework="pt") as f:
-        text = (f.metadata() or {}).get(METADATA_KEY)
-    if text is None:
-        raise ValueError(f"{path} has no nstcourse metadata: not written by save_model")
-    return json.loads(text)
-
-
-def load_model(
-    cls_or_model: type[nn.Module] | nn.Module,
-    path: str | os.PathLike,
-    *,
-    device: str | torch.device | None = None,
-) -> nn.Module:
-    """Load a ``save_model`` file into a new ``cls(**kwargs)`` or into a given model.
-
-    Loading is strict (every key, every shape). Returns the model in eval mode on
-    ``device`` (None: CUDA, then MPS, then CPU). Read the metadata with ``read_metadata``.
-    """
-    info = read_metadata(path)
-    if isinstance(cls_or_model, nn.Module):
-        model = cls_or_model
-    else:
-        if cls_or_model.__name__ != info["class"]:
-            raise ValueError(f"{path} holds a {info['class']}, not a {cls_or_model.__name__}")
-        model = cls_or_model(**info["kwargs"])
-    try:
-        model.load_state_dict(safetensors.torch.load_file(str(path)))
-    except RuntimeError as error:
-        raise ValueError(f"{path} does not fit {type(model).__name__}: {error}") from error
-    return model.to(pick_device(device)).eval()
-
-
 # --- runs of a recipe ---------------------------------------------------------------------
-
-
-def check_workdir(workdir: Path, name: str, recipe, seed: int) -> None:
-    """A new workdir gets recipe.json; an old one must hold the same recipe (except steps)."""
-    wanted = {"name": name, "seed": seed, "recipe": jsonable(asdict(recipe))}
-    path = workdir / RECIPE_FILE
-    if path.is_file():
-        found = json.loads(path.read_text(encoding="utf-8"))
-        if found != wanted:
-            changed = sorted(
-                key
-                for key in {*found.get("recipe", {}), *wanted["recipe"]}
-                if found.get("recipe", {}).get(key) != wanted["recipe"].get(key)
-            )
-            if found.get("name") != name or found.get("seed") != seed:
-                changed = ["name/seed", *changed]
-            raise ValueError(
-                f"workdir {workdir} holds a run with another recipe (differs in "
-                f"{', '.join(changed)}); resume it with the same settings, or use another "
-                "--workdir (or delete that folder to start over)"
-            )
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")
-
-
-def checkpoint_step(workdir: Path) -> int:
-    state = workdir / STATE_FILE
-    if not state.is_file():
-        return 0
-    return int(torch.load(state, weights_only=True, map_location="cpu")["step"])
-
-
-def jsonable(value):
-    """Tuples -> lists, so a recipe compares equal to its JSON round trip."""
-    if isinstance(value, dict):
-        return {key: jsonable(item) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [jsonable(item) for item in value]
-    return value
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.getdevice_name(device)}"
-    if device.type == "cpu":
-        cpu = platform.processor() or platform.machine()
-        return f"cpu: {cpu}, {torch.get_num_threads()} threads"
-    return str(device)
 
 
 def wall_time(workdir: str | os.PathLike) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import ipywidgets as widgets
 import torch
 
-from .images import to_pil
+from nstcourse.images import to_pil
 
 RATIO_SLIDER = "log10(α/β)"
 RUN_BUTTON = "Run"

@@ -1,4 +1,4 @@
-"""nstcourse.adain: the AdaIN operation, the decoder, the network and its loss."""
+"""nstcourse.style.adain: the AdaIN operation, the decoder, the network and its loss."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nstcourse.adain import AdaINNet, Decoder, adain, channel_stats
 from nstcourse.features import RandomLayersWarning, VGGFeatures
+from nstcourse.style.adain import AdaINNet, Decoder, adain, channel_stats
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +121,8 @@ def test_decoder_input_scale_multiplies_its_input():
 
 
 def test_train_style_adain_checkpoint_and_resume(tmp_path, data_pack):
-    from nstcourse.style_recipes import AdaINRecipe, train_style
-    from nstcourse.training import load_model, read_metadata
+    from nstcourse.checkpoints import load_model, read_metadata
+    from nstcourse.style.recipes import AdaINRecipe, train_style
 
     recipe = AdaINRecipe(
         max_images=2,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nstcourse.style_models import JOHNSON_STYLES
+from nstcourse.style.models import JOHNSON_STYLES
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "fast_style_speed.py"
 

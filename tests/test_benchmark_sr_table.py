@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nstcourse.sr_data import load_sr_set
-from nstcourse.superres import MODELS, checkpoint_info, checkpoint_path, evaluate, load_pretrained
+from nstcourse.checkpoints import checkpoint_info
+from nstcourse.sr.data import load_sr_set
+from nstcourse.sr.models import MODELS, checkpoint_path, evaluate, load_pretrained
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "sr_table.py"
 SHIPPED = [(name, scale) for name in MODELS for scale in MODELS[name].scales]

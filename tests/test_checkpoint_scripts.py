@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from nstcourse.checkpoints import checkpoint_info
 from nstcourse.cli import build_parser
-from nstcourse.superres import checkpoint_info
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"

@@ -1,4 +1,4 @@
-"""nstcourse.cin: conditional instance norm, style mixing, adding a style."""
+"""nstcourse.style.cin: conditional instance norm, style mixing, adding a style."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from nstcourse.cin import (
+from nstcourse.style.cin import (
     ConditionalInstanceNorm2d,
     interpolate_styles,
     new_style_parameters,
     style_weights,
 )
-from nstcourse.fast_style import TransformNet
+from nstcourse.style.fast_style import TransformNet
 
 
 def test_one_style_equals_instance_norm_affine():

@@ -3,17 +3,16 @@ tiny ESPCN x2 checkpoint saved in tmp_path ($NSTCOURSE_CHECKPOINTS_DIR)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-import nstcourse.cli_sr
+import nstcourse.cli.sr
+from nstcourse.checkpoints import save_model
 from nstcourse.cli import main
-from nstcourse.espcn import ESPCN
-from nstcourse.sr_recipes import ESPCNRecipe, train_sr
-from nstcourse.training import save_model
+from nstcourse.sr.espcn import ESPCN
+from nstcourse.sr.recipes import RECIPES, ESPCNRecipe
 
 
 @pytest.fixture
@@ -119,7 +118,7 @@ TINY = ESPCNRecipe(n1=4, n2=4, max_images=1, lr_patch=6, patches_per_image=2, ba
 @pytest.mark.datapack
 def test_train_sr_then_upscale_with_the_checkpoint(capsys, env, data_pack, monkeypatch) -> None:
     monkeypatch.setenv("NSTCOURSE_DATA_DIR", str(data_pack))
-    monkeypatch.setattr(nstcourse.cli_sr, "train_sr", functools.partial(train_sr, recipe=TINY))
+    monkeypatch.setattr(nstcourse.cli.sr, "RECIPES", {**RECIPES, "espcn": lambda: TINY})
     model = env["tmp"] / "m.safetensors"
     argv = ["train-sr", "espcn", "--scale", "3", "--steps", "1", "-o", model,
             "--workdir", env["tmp"] / "run", "--device", "cpu"]  # fmt: skip
@@ -137,7 +136,7 @@ def test_train_sr_interrupted_says_how_to_resume(capsys, env, monkeypatch) -> No
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nstcourse.cli_sr, "train_sr", interrupted)
+    monkeypatch.setattr(nstcourse.cli.sr, "train_sr", interrupted)
     out = env["tmp"] / "m.safetensors"
     code, _, err = run(capsys, ["train-sr", "vdsr", "--steps", "10", "-o", out, "--quiet"])
     assert code == 130
@@ -160,5 +159,5 @@ def test_train_sr_bad_input(capsys, env) -> None:
     assert code == 2 and "--precision: invalid choice: 'float16'" in err
     code, _, err = run(capsys, ["train-sr", "espcn", "--steps", "1", "-o", out,
                                 "--lr-decay-every", "-1"])  # fmt: skip
-    assert code == 2 and "lr_decay_every must be >= 0 (0: never), got -1" in err
+    assert code == 2 and "--lr-decay-every -1: use N >= 0 (0: never)" in err
     assert not out.exists()

@@ -15,14 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-import nstcourse.cli_style
+import nstcourse.cli.style
+from nstcourse.checkpoints import checkpoint_info, save_model
 from nstcourse.cli import main
-from nstcourse.fast_style import TransformNet, stylize_batch
 from nstcourse.images import load_image, to_numpy
-from nstcourse.style_models import load_style_checkpoint, load_style_model
-from nstcourse.style_recipes import CINRecipe, JohnsonRecipe
-from nstcourse.superres import checkpoint_info
-from nstcourse.training import save_model
+from nstcourse.style.fast_style import TransformNet, stylize_batch
+from nstcourse.style.models import load_style_checkpoint, load_style_model
+from nstcourse.style.recipes import CINRecipe, JohnsonRecipe
 
 REPO = Path(__file__).resolve().parent.parent
 STYLE = "images/style/starry_night.jpg"  # relative to the data pack
@@ -282,11 +281,11 @@ def tiny_recipes(monkeypatch, data_pack, partial_vgg19) -> None:
     monkeypatch.setenv("NSTCOURSE_WEIGHTS_DIR", str(partial_vgg19.parent))
     monkeypatch.delenv("NSTCOURSE_VGG_MISSING", raising=False)
     recipes = {
-        **nstcourse.cli_style.RECIPES,
+        **nstcourse.cli.style.RECIPES,
         "johnson": functools.partial(JohnsonRecipe, **TINY),
         "cin": functools.partial(CINRecipe, **TINY),
     }
-    monkeypatch.setattr(nstcourse.cli_style, "RECIPES", recipes)
+    monkeypatch.setattr(nstcourse.cli.style, "RECIPES", recipes)
 
 
 def train_argv(model: Path, workdir: Path, steps: int) -> list:
@@ -354,7 +353,7 @@ def test_train_style_interrupted_says_how_to_resume(capsys, tmp_path, monkeypatc
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nstcourse.cli_style, "train_style", interrupted)
+    monkeypatch.setattr(nstcourse.cli.style, "train_style", interrupted)
     out = tmp_path / "m.safetensors"
     argv = ["train-style", "adain", "--steps", "10", "-o", out, "--style-weight", "5", "--quiet"]
     code, _, err = run(capsys, argv)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import nstcourse.cli
+import nstcourse.cli.stylize as stylize_command
 from nstcourse.cli import main
 from nstcourse.features import VGGFeatures
 
@@ -272,7 +272,7 @@ def test_a_failing_optimisation_exits_1_and_writes_nothing(capsys, files, monkey
 
 
 def _interrupt_at_step(monkeypatch: pytest.MonkeyPatch, at: int) -> None:
-    real_stylize = nstcourse.cli.stylize
+    real_stylize = stylize_command.stylize
 
     def interrupted(*args, **kwargs):
         def callback(step, image, terms):
@@ -281,7 +281,7 @@ def _interrupt_at_step(monkeypatch: pytest.MonkeyPatch, at: int) -> None:
 
         return real_stylize(*args, **kwargs, callback=callback)
 
-    monkeypatch.setattr(nstcourse.cli, "stylize", interrupted)
+    monkeypatch.setattr(stylize_command, "stylize", interrupted)
 
 
 def test_ctrl_c_while_optimising_exits_130_and_keeps_the_old_file(capsys, files, monkeypatch):

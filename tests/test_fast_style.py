@@ -1,14 +1,15 @@
-"""nstcourse.fast_style: the transform network, the perceptual loss, inference."""
+"""nstcourse.style.fast_style: the transform network, the perceptual loss, inference."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from nstcourse.fast_style import PerceptualLoss, TransformNet, stylize_batch
 from nstcourse.features import VGGFeatures
+from nstcourse.style.fast_style import PerceptualLoss, TransformNet, stylize_batch
 
 LAYERS = ["relu1_2", "relu2_2", "relu3_3"]
 
@@ -119,12 +120,13 @@ TINY_RUN = dict(crops_per_image=4, batch_size=2, checkpoint_every=2, time_size=3
 
 @pytest.mark.parametrize("name", ["johnson", "cin"])
 def test_train_style_writes_checkpoint_and_resumes_exactly(name, tmp_path, data_pack):
-    from nstcourse.style_recipes import RECIPES, train_style
-    from nstcourse.training import load_model, read_metadata
+    from nstcourse.checkpoints import load_model, read_metadata
+    from nstcourse.style.recipes import RECIPES, train_style
 
     recipe = RECIPES[name](**TINY, **TINY_RUN)
-    styles = None if name == "johnson" else recipe.styles[:2]
-    run = dict(styles=styles, seed=3, recipe=recipe, progress=False, device="cpu")
+    if name == "cin":
+        recipe = replace(recipe, styles=recipe.styles[:2])
+    run = dict(seed=3, recipe=recipe, progress=False, device="cpu")
     train_style(name, steps=2, out=tmp_path / "a.safetensors", workdir=tmp_path / "a", **run)
     resumed = train_style(
         name, steps=3, out=tmp_path / "a.safetensors", workdir=tmp_path / "a", **run
@@ -147,11 +149,11 @@ def test_train_style_writes_checkpoint_and_resumes_exactly(name, tmp_path, data_
 
 
 def test_train_style_refuses_a_changed_recipe(tmp_path, data_pack):
-    from nstcourse.style_recipes import JohnsonRecipe, train_style
+    from nstcourse.style.recipes import JohnsonRecipe, train_style
 
     run = dict(out=tmp_path / "a.safetensors", workdir=tmp_path / "a", progress=False)
     train_style("johnson", steps=1, recipe=JohnsonRecipe(**TINY, **TINY_RUN), device="cpu", **run)
     with pytest.raises(ValueError, match="lr"):
         train_style("johnson", steps=2, recipe=JohnsonRecipe(**TINY, **TINY_RUN, lr=0.1), **run)
     with pytest.raises(ValueError, match="one style"):
-        train_style("johnson", steps=1, styles=["a.jpg", "b.jpg"], **run)
+        train_style("johnson", steps=1, recipe=JohnsonRecipe(styles=("a.jpg", "b.jpg")), **run)

@@ -1,4 +1,4 @@
-"""nstcourse.fast_style_reference: lengstrom's nets, TF 'SAME' padding, loading checks."""
+"""nstcourse.style.reference: lengstrom's nets, TF 'SAME' padding, loading checks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nstcourse.checkpoints import translate_state_dict
 from nstcourse.data import load_sample
-from nstcourse.fast_style_reference import (
+from nstcourse.features import VGGFeatures
+from nstcourse.images import load_image
+from nstcourse.losses import gram_matrix, style_loss
+from nstcourse.style.reference import (
     ENGSTROM_WEIGHTS,
     FOLDER,
     STYLES,
@@ -22,11 +26,7 @@ from nstcourse.fast_style_reference import (
     tf_same_conv_transpose2d,
     tf_same_padding,
 )
-from nstcourse.features import VGGFeatures
-from nstcourse.images import load_image
-from nstcourse.losses import gram_matrix, style_loss
-from nstcourse.sr_reference import translate_state_dict
-from nstcourse.weights import WeightsError
+from nstcourse.vgg_weights import WeightsError
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 from nstcourse.features import Normalize, RandomLayersWarning, VGGFeatures, layer_names
-from nstcourse.weights import WeightsError, load_vgg_weights
+from nstcourse.vgg_weights import WeightsError, load_vgg_weights
 
 
 def _random_vgg(arch: str, folder: Path) -> tuple[nn.Sequential, Path]:

@@ -1,4 +1,4 @@
-"""nstcourse.gatys and guided Gram matrices: losses, optimiser, stylize and its controls.
+"""nstcourse.style.gatys and guided Gram matrices: losses, optimiser, stylize and its controls.
 
 Tiny images (long side 40–48 px) and the data pack's partial VGG-19 with the shallow
 layers it covers (DESIGN §5), so that every test runs in well under a second on a CPU.
@@ -15,20 +15,26 @@ import torch
 
 from nstcourse.colour import luminance, rgb_to_yiq
 from nstcourse.features import VGGFeatures
-from nstcourse.gatys import (
+from nstcourse.images import load_image, resize_long_side
+from nstcourse.losses import (
+    content_loss,
+    gram_matrix,
+    guided_gram_matrix,
+    layer_weights,
+    style_loss,
+    tv_loss,
+)
+from nstcourse.style.gatys import (
     DEFAULT_STYLE_WEIGHT,
     SHALLOW_CONTENT_LAYERS,
     SHALLOW_STYLE_LAYERS,
     GatysLoss,
     clamp_pixels,
-    layer_weights,
     optimise_image,
     reconstruct_content,
     stylize,
     synthesize_texture,
 )
-from nstcourse.images import load_image, resize_long_side
-from nstcourse.losses import content_loss, gram_matrix, guided_gram_matrix, style_loss, tv_loss
 
 SHALLOW = {"content_layers": SHALLOW_CONTENT_LAYERS, "style_layers": SHALLOW_STYLE_LAYERS}
 HISTORY_KEYS = {"content", "style", "tv", "total", "scale", "seconds"}

@@ -9,8 +9,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from nstcourse.colour import y_channel
 from nstcourse.metrics import psnr, ssim
-from nstcourse.sr_data import y_channel
 
 
 def _pair(height: int = 24, width: int = 20, n: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from nstcourse.colour import rgb_to_ycbcr, y_channel, ycbcr_to_rgb
 from nstcourse.metrics import psnr
-from nstcourse.sr_data import (
-    PatchDataset,
-    bicubic_upscale,
-    degrade,
-    imresize,
-    load_sr_set,
-    modcrop,
-    rgb_to_ycbcr,
-    y_channel,
-    ycbcr_to_rgb,
-)
+from nstcourse.sr.data import PatchDataset, bicubic_upscale, degrade, imresize, load_sr_set, modcrop
 
 # --- known answers from the kernel definition (independent of the implementation) ----
 

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nstcourse.espcn import ESPCN, pixel_shuffle, pixel_unshuffle
 from nstcourse.features import VGGFeatures
-from nstcourse.sr_reference import REFERENCES, load_reference
-from nstcourse.srcnn import SRCNN, paper_param_groups
-from nstcourse.srgan import Discriminator, SRGANStep, SRResNet, VGGContentLoss
-from nstcourse.vdsr import VDSR
-from nstcourse.weights import WeightsError
+from nstcourse.sr.espcn import ESPCN, pixel_shuffle, pixel_unshuffle
+from nstcourse.sr.reference import REFERENCES, load_reference
+from nstcourse.sr.srcnn import SRCNN, paper_param_groups
+from nstcourse.sr.srgan import Discriminator, SRGANStep, SRResNet, VGGContentLoss
+from nstcourse.sr.vdsr import VDSR
+from nstcourse.vgg_weights import WeightsError
 
 
 def _n_params(model: nn.Module) -> int:

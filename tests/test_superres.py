@@ -1,4 +1,4 @@
-"""``nstcourse.superres`` and ``nstcourse.sr_recipes``: feeding each SR model, the papers'
+"""``nstcourse.sr.models`` and ``nstcourse.sr.recipes``: feeding each SR model, the papers'
 scoring protocol, course checkpoints, and ``train_sr`` (tiny recipes, a few steps)."""
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from nstcourse import sr_recipes
-from nstcourse.espcn import ESPCN
-from nstcourse.sr_data import bicubic_upscale, rgb_to_ycbcr, ycbcr_to_rgb
-from nstcourse.sr_recipes import (
+from nstcourse import training
+from nstcourse.checkpoints import read_metadata, save_model
+from nstcourse.colour import rgb_to_ycbcr, ycbcr_to_rgb
+from nstcourse.sr.data import bicubic_upscale
+from nstcourse.sr.espcn import ESPCN
+from nstcourse.sr.models import MODELS, checkpoint_path, evaluate, load_pretrained, super_resolve
+from nstcourse.sr.recipes import (
     ESPCNRecipe,
     MultiScalePatchDataset,
     SRGANRecipe,
@@ -22,17 +25,9 @@ from nstcourse.sr_recipes import (
     VDSRRecipe,
     train_sr,
 )
-from nstcourse.srcnn import SRCNN
-from nstcourse.srgan import SRResNet
-from nstcourse.superres import (
-    MODELS,
-    checkpoint_path,
-    evaluate,
-    load_pretrained,
-    super_resolve,
-)
-from nstcourse.training import read_metadata, save_model
-from nstcourse.vdsr import VDSR
+from nstcourse.sr.srcnn import SRCNN
+from nstcourse.sr.srgan import SRResNet
+from nstcourse.sr.vdsr import VDSR
 
 
 def tiny_model(name: str, scale: int) -> nn.Module:
@@ -159,8 +154,9 @@ TINY_ESPCN = ESPCNRecipe(
 @pytest.mark.datapack
 def test_train_sr_writes_a_loadable_checkpoint_and_resumes(tmp_path, data_env) -> None:
     out, workdir = tmp_path / "espcn_x2.safetensors", tmp_path / "run"
-    kwargs = dict(scale=2, out=out, workdir=workdir, progress=False, device="cpu")
-    first = train_sr("espcn", steps=2, recipe=TINY_ESPCN, **kwargs)
+    kwargs = dict(out=out, workdir=workdir, progress=False, device="cpu")
+    recipe = replace(TINY_ESPCN, scales=(2,))
+    first = train_sr("espcn", steps=2, recipe=recipe, **kwargs)
     assert first["recipe"]["resumed_from_step"] == 0
     metadata = read_metadata(out)
     assert metadata["class"] == "ESPCN" and metadata["scale"] == 2
@@ -170,13 +166,13 @@ def test_train_sr_writes_a_loadable_checkpoint_and_resumes(tmp_path, data_env) -
         recipe["data"] == ["sr/T91", "photos/bsds500_train"]
         and recipe["torch"] == torch.__version__
     )
-    assert recipe["command"].startswith("nstcourse train-sr espcn --scale 2 --steps 2")
+    assert recipe["command"] == f"train_sr('espcn', steps=2, seed=0, out={str(out)!r})"
     set5 = metadata["metrics"]["Set5"]["x2"]
     assert set5["bicubic_psnr_y"] == pytest.approx(33.65, abs=0.05)
     assert set(set5) >= {"psnr_y", "ssim_y", "bicubic_ssim_y", "per_image"}
     assert load_pretrained("espcn", 2, device="cpu", checkpoints_dir=tmp_path).scale == 2
 
-    second = train_sr("espcn", steps=3, recipe=TINY_ESPCN, **kwargs)
+    second = train_sr("espcn", steps=3, recipe=replace(TINY_ESPCN, scales=(2,)), **kwargs)
     assert second["recipe"]["resumed_from_step"] == 2
     # the recorded wall time is the whole run's, summed over both calls
     assert second["recipe"]["wall_time_s"] > first["recipe"]["wall_time_s"]
@@ -184,14 +180,16 @@ def test_train_sr_writes_a_loadable_checkpoint_and_resumes(tmp_path, data_env) -
     assert state["step"] == 3 and state["history"]["step"] == [0, 1, 2]
 
     with pytest.raises(ValueError, match="holds a run with another recipe .*batch_size"):
-        train_sr("espcn", steps=4, recipe=TINY_ESPCN, batch_size=3, **kwargs)
+        train_sr("espcn", steps=4, recipe=replace(TINY_ESPCN, scales=(2,), batch_size=3), **kwargs)
 
 
 @pytest.mark.datapack
 @pytest.mark.parametrize("name", ["vdsr", "srgan"])
 def test_every_recipe_trains_a_step(name, tmp_path, data_env) -> None:
-    common = dict(max_images=1, patches_per_image=2, batch_size=2, checkpoint_every=1)
-    kwargs = dict(steps=1, validate_on=None, progress=False, device="cpu", precision="auto")
+    common = dict(
+        max_images=1, patches_per_image=2, batch_size=2, checkpoint_every=1, precision="auto"
+    )
+    kwargs = dict(steps=1, validate_on=None, progress=False, device="cpu")
     if name == "vdsr":
         recipe = VDSRRecipe(depth=3, width=4, hr_patch=12, scales=(2, 3), **common)
     else:
@@ -220,37 +218,44 @@ def test_multi_scale_patches_mix_scales_at_one_size() -> None:
 
 
 def test_train_sr_refuses_bad_arguments(tmp_path) -> None:
-    kwargs = dict(out=tmp_path / "m.safetensors", progress=False)
+    kwargs = dict(out=tmp_path / "m.safetensors", progress=False, steps=1)
+    espcn = ESPCNRecipe(scales=(2,))
     with pytest.raises(ValueError, match="espcn is trained for one scale at a time"):
-        train_sr("espcn", scale=[2, 3], steps=1, **kwargs)
+        train_sr("espcn", recipe=replace(espcn, scales=(2, 3)), **kwargs)
     with pytest.raises(ValueError, match="upsamples by 2 per block"):
-        train_sr("srresnet", scale=3, steps=1, **kwargs)
+        train_sr("srresnet", recipe=SRResNetRecipe(scales=(3,)), **kwargs)
+    with pytest.raises(ValueError, match="scales must be integers >= 2"):
+        train_sr("espcn", recipe=replace(espcn, scales=(1,)), **kwargs)
     with pytest.raises(ValueError, match="must be a .safetensors file"):
-        train_sr("espcn", scale=2, steps=1, out=tmp_path / "m.pt", progress=False)
-    with pytest.raises(ValueError, match="unknown SR model"):
-        train_sr("edsr", steps=1, **kwargs)
+        train_sr("espcn", recipe=espcn, steps=1, out=tmp_path / "m.pt", progress=False)
+    with pytest.raises(ValueError, match="no training recipe for 'edsr'"):
+        train_sr("edsr", **kwargs)
+    with pytest.raises(TypeError, match="recipe for srcnn must be a SRCNNRecipe"):
+        train_sr("srcnn", recipe=espcn, **kwargs)
     with pytest.raises(ValueError, match="precision='float16'; use 'auto' or one of"):
-        train_sr("espcn", scale=2, steps=1, precision="float16", **kwargs)
-    with pytest.raises(ValueError, match="srgan trains in float32 only"):
-        train_sr("srgan", steps=1, precision="bfloat16", **kwargs)
-    with pytest.raises(ValueError, match="lr_decay_every must be >= 0"):
-        train_sr("espcn", scale=2, steps=1, lr_decay_every=-1, **kwargs)
+        train_sr("espcn", recipe=replace(espcn, precision="float16"), **kwargs)
+    with pytest.raises(ValueError, match="lr_decay_every must be >= 1"):
+        train_sr("espcn", recipe=replace(espcn, lr_decay_every=0), **kwargs)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        train_sr("espcn", recipe=replace(espcn, batch_size=0), **kwargs)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        train_sr("espcn", recipe=espcn, out=tmp_path / "m.safetensors", steps=0)
     assert not any(Path(tmp_path).iterdir())
 
 
 @pytest.mark.datapack
 @pytest.mark.parametrize("native", [True, False])
-def test_train_sr_precision_auto_and_lr_decay_override(native, tmp_path, data_env, monkeypatch):
-    monkeypatch.setattr(sr_recipes, "native_bf16", lambda device: native)
+def test_train_sr_precision_auto_and_the_command_given(native, tmp_path, data_env, monkeypatch):
+    monkeypatch.setattr(training, "native_bf16", lambda device: native)
     out = tmp_path / "espcn_x2.safetensors"
+    recipe = replace(TINY_ESPCN, scales=(2,), lr_decay_every=None, precision="auto")
     train_sr(
-        "espcn", scale=2, steps=1, out=out, workdir=tmp_path / "run", recipe=TINY_ESPCN,
-        lr_decay_every=0, precision="auto", validate_on=None, progress=False, device="cpu",
+        "espcn", steps=1, out=out, workdir=tmp_path / "run", recipe=recipe, validate_on=None,
+        progress=False, device="cpu", command="made by hand",
     )  # fmt: skip
-    recipe = read_metadata(out)["recipe"]
-    assert recipe["precision"] == ("bfloat16" if native else "float32")
-    assert recipe["lr_decay_every"] is None  # 0: a constant rate
-    assert recipe["command"].endswith("--lr-decay-every 0 --precision auto -o " + str(out))
+    stored = read_metadata(out)["recipe"]
+    assert stored["precision"] == ("bfloat16" if native else "float32")
+    assert stored["lr_decay_every"] is None and stored["command"] == "made by hand"
 
 
 def test_recipes_are_frozen() -> None:

@@ -1,4 +1,4 @@
-"""nstcourse.training: the loop, exact resume, NaN guard, atomic checkpoints, clipping."""
+"""nstcourse.training: the loop, steps, exact resume, NaN guard, atomic checkpoints, clipping."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from nstcourse import training
-from nstcourse.espcn import ESPCN
-from nstcourse.srcnn import SRCNN
-from nstcourse.srgan import Discriminator, SRGANStep, SRResNet
+from nstcourse.checkpoints import load_model, read_metadata, save_model
+from nstcourse.sr.espcn import ESPCN
+from nstcourse.sr.srcnn import SRCNN
+from nstcourse.sr.srgan import Discriminator, SRGANStep, SRResNet
 from nstcourse.training import (
     AdjustableGradClip,
     add_wall_time,
+    clip_norm,
     load_checkpoint,
-    load_model,
-    read_metadata,
     sample_batches,
     save_checkpoint,
-    save_model,
+    supervised_step,
     train,
     wall_time,
 )
@@ -68,7 +68,7 @@ def _run(model, folder, *, steps=12, on_step=None, loss_fn=noisy_mse, precision=
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
     return train(
         model,
-        loss_fn,
+        supervised_step(model, loss_fn, optimizer, precision=precision),
         sample_batches(NoisyPairs(), batch_size=4, seed=3),
         steps=steps,
         optimizer=optimizer,
@@ -80,19 +80,19 @@ def _run(model, folder, *, steps=12, on_step=None, loss_fn=noisy_mse, precision=
         progress=False,
         device="cpu",
         on_step=on_step,
-        precision=precision,
     )
 
 
 def test_loss_goes_down():
     model = tiny_srcnn()
     batches = sample_batches(NoisyPairs(), batch_size=8, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     history = train(
         model,
-        mse,
+        supervised_step(model, mse, optimizer),
         batches,
         steps=60,
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        optimizer=optimizer,
         progress=False,
         device="cpu",
     )
@@ -107,10 +107,10 @@ def test_bfloat16_runs_the_convolutions_in_bf16_and_keeps_float32_weights():
     model.conv1.register_forward_hook(lambda module, args, out: seen.add(out.dtype))
     batches = sample_batches(NoisyPairs(), batch_size=8, seed=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    step = supervised_step(model, mse, optimizer, precision="bfloat16")
     history = train(
-        model, mse, batches, steps=60, optimizer=optimizer, progress=False, device="cpu",
-        precision="bfloat16",
-    )  # fmt: skip
+        model, step, batches, steps=60, optimizer=optimizer, progress=False, device="cpu"
+    )
     assert seen == {torch.bfloat16}
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
                for p in model.parameters())  # fmt: skip
@@ -231,18 +231,18 @@ def test_a_half_written_checkpoint_never_replaces_a_good_one(tmp_path, monkeypat
     )
 
 
-def _one_step(clip_grad, lr=0.1):
+def _one_step(clip, lr=0.1):
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
     start = [p.detach().clone() for p in model.parameters()]
     x, y = torch.randn(8, 4) * 100, torch.randn(8, 1) * 100  # large gradients
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     train(
         model,
-        lambda m, batch: F.mse_loss(m(batch[0]), batch[1]),
+        supervised_step(model, lambda m, b: F.mse_loss(m(b[0]), b[1]), optimizer, clip=clip),
         lambda step: (x, y),
         steps=1,
-        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
-        clip_grad=clip_grad,
+        optimizer=optimizer,
         progress=False,
         device="cpu",
     )
@@ -251,28 +251,59 @@ def _one_step(clip_grad, lr=0.1):
 
 def test_gradient_clipping_by_norm_and_vdsr_adjustable():
     assert _one_step(None).norm() > 10
-    assert _one_step(0.5).norm().item() == pytest.approx(0.1 * 0.5, rel=1e-4)
+    assert _one_step(clip_norm(0.5)).norm().item() == pytest.approx(0.1 * 0.5, rel=1e-4)
     # VDSR: each component of the gradient within theta / lr, so each update within theta
     step = _one_step(AdjustableGradClip(theta=0.01), lr=0.1)
     assert step.abs().max().item() == pytest.approx(0.01, rel=1e-5)
     step = _one_step(AdjustableGradClip(theta=0.01), lr=0.01)  # bound grows as lr falls
     assert step.abs().max().item() == pytest.approx(0.01, rel=1e-5)
-    with pytest.raises(ValueError, match="clip_grad=0"):
-        _one_step(0.0)
+    with pytest.raises(ValueError, match="clip norm 0"):
+        clip_norm(0.0)
 
 
-def test_train_argument_errors():
+def test_step_argument_errors():
     model = nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match="exactly one"):
-        train(model, None, lambda s: None, steps=1, optimizer=opt, progress=False)
-    with pytest.raises(ValueError, match="exactly one"):
-        train(model, mse, lambda s: None, steps=1, optimizer=opt, update=lambda b: {})
     with pytest.raises(ValueError, match="precision='float16'"):
-        train(model, mse, lambda s: None, steps=1, optimizer=opt, precision="float16")
-    with pytest.raises(ValueError, match="loss_fn only"):
-        train(model, None, lambda s: None, steps=1, optimizer=opt, update=lambda b: {},
-              precision="bfloat16")  # fmt: skip
+        supervised_step(model, mse, opt, precision="float16")
+    with pytest.raises(ValueError, match="precision='float16'"):
+        SRGANStep(model, model, F.mse_loss, opt_G=opt, opt_D=opt, precision="float16")
+    with pytest.raises(ValueError, match="precision='half'"):
+        training.resolve_precision("half", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_follows_native_bf16(monkeypatch, native):
+    monkeypatch.setattr(training, "native_bf16", lambda device: native)
+    expected = "bfloat16" if native else "float32"
+    assert training.resolve_precision("auto", torch.device("cpu")) == expected
+    assert training.resolve_precision("float32", torch.device("cpu")) == "float32"
+
+
+def test_a_loss_dict_logs_every_term_and_minimises_the_total():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def terms(m, batch):
+        a = m(batch).pow(2).mean()
+        return {"total": 2 * a, "a": a}
+
+    step = supervised_step(model, terms, opt)
+    first = step(torch.ones(4, 2))
+    assert set(first) == {"loss", "a"} and first["loss"] == pytest.approx(2 * first["a"])
+    assert step(torch.ones(4, 2))["loss"] < first["loss"]
+
+
+def test_optimizer_step_refuses_a_nan_loss_before_touching_anything():
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = model(torch.ones(1, 2)).sum() * float("nan")
+    with pytest.raises(FloatingPointError, match="generator loss is nan"):
+        training.optimizer_step(opt, loss, name="generator loss")
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_gan_update_with_two_optimizers_checkpoints_and_resumes(tmp_path):
@@ -288,11 +319,10 @@ def test_gan_update_with_two_optimizers_checkpoints_and_resumes(tmp_path):
     def run(gan, folder, steps):
         return train(
             gan.models,
-            None,
+            gan,
             lambda step: (F.avg_pool2d(hr, 2), hr),
             steps=steps,
             optimizer=gan.optimizers,
-            update=gan,
             checkpoint=folder,
             checkpoint_every=1,
             progress=False,

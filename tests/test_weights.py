@@ -1,4 +1,4 @@
-"""nstcourse.weights: catalog, resolution order, downloads, file layouts, bad files."""
+"""nstcourse.vgg_weights: catalog, resolution order, downloads, file layouts, bad files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 import torchvision
 
-from nstcourse import weights as W
-from nstcourse.weights import WeightsError, conv_names, identify, load_vgg_weights
+from nstcourse import vgg_weights as W
+from nstcourse.vgg_weights import WeightsError, conv_names, identify, load_vgg_weights
 
 PARTIAL_SHA = "ec76ebde9301c2552adaff3f52c4a166176fbb664b5e1dc71a52ceb9448f23ab"
 

@@ -1,4 +1,4 @@
-"""nstcourse.fast_style.prepare_for_inference: the fast path gives the eager image."""
+"""nstcourse.inference.prepare_for_inference: the fast path gives the eager image."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import pytest
 import torch
 import torch._inductor.config as inductor_config
 
-from nstcourse import fast_style
+from nstcourse import inference
 from nstcourse.data import load_sample
-from nstcourse.fast_style import TransformNet, native_bf16, prepare_for_inference
-from nstcourse.fast_style_reference import load_engstrom
-from nstcourse.style_models import load_style_model
+from nstcourse.inference import prepare_for_inference
+from nstcourse.runmode import native_bf16
+from nstcourse.style.fast_style import TransformNet
+from nstcourse.style.models import load_style_model
+from nstcourse.style.reference import load_engstrom
 
 
 def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -45,7 +47,7 @@ def test_auto_picks_bfloat16_only_where_it_is_native(monkeypatch):
     net = TransformNet(width=4, res_blocks=0)
     native = native_bf16("cpu")
     assert prepare_for_inference(net).dtype == (torch.bfloat16 if native else torch.float32)
-    monkeypatch.setattr(fast_style, "native_bf16", lambda device: False)
+    monkeypatch.setattr(inference, "native_bf16", lambda device: False)
     assert prepare_for_inference(net).dtype == torch.float32
     assert not prepare_for_inference(net).channels_last  # NHWC only by default on CUDA
     assert native_bf16("meta") is False

@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nstcourse.checkpoints import translate_state_dict
 from nstcourse.files import sha256_file
 from nstcourse.runmode import pick_device
-from nstcourse.sr_reference import translate_state_dict
-from nstcourse.weights import WEIGHTS_DIR_ENV, WeightsError
+from nstcourse.vgg_weights import WEIGHTS_DIR_ENV, WeightsError
 
 IN_EPS = 1e-3  # lengstrom's _instance_norm epsilon (PyTorch's default is 1e-5)
 FOLDER = "fast_style_engstrom"  # under $NSTCOURSE_WEIGHTS_DIR

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,14 @@ def layer_names(arch: str = "vgg19") -> list[str]:
     return names
 
 
+def min_input_side(arch: str, layers: Iterable[str]) -> int:
+    """The smallest image side that reaches the deepest of ``layers``: each pooling before
+    it halves the image, so 2^(number of poolings) px."""
+    names = layer_names(arch)
+    deepest = max(names.index(name) for name in layers)
+    return 2 ** sum(name.startswith("pool") for name in names[: deepest + 1])
+
+
 def conv_names(arch: str) -> list[str]:
     """Conv layer names of a VGG in order: ['conv1_1', 'conv1_2', 'conv2_1', ...]."""
     return [name for name in layer_names(arch) if name.startswith("conv")]
@@ -240,7 +249,7 @@ def load_vgg_weights(
         )
     if known is None and convention is None:
         raise WeightsError(
-            f"{file} is not in nstcourse.weights.VGG_CATALOG (sha256 {_file_sha256(file)}); "
+            f"{file} is not in nstcourse.vgg_weights.VGG_CATALOG (sha256 {_file_sha256(file)}); "
             f"say how it expects its input with convention='torchvision' or 'caffe'"
         )
     convs = _read_convs(str(file), file.stat().st_mtime_ns, arch)

@@ -1,24 +1,15 @@
-"""The ``nstcourse`` command line.
+"""``nstcourse stylize CONTENT STYLE [STYLE ...] -o OUT [options]``: Gatys style transfer
+of one image by optimisation (``nstcourse.style.gatys.stylize``), with the colour, space
+and scale controls of Gatys et al. 2017.
 
-``nstcourse run-notebooks [--mode smoke|full] ...``
-    execute the course notebooks headless with papermill and print a table.
-``nstcourse stylize CONTENT STYLE [STYLE ...] -o OUT [options]``
-    Gatys style transfer of one image (``nstcourse.gatys.stylize``).
-``nstcourse upscale ...``, ``nstcourse train-sr ...``
-    super-resolution; see ``nstcourse.cli_sr``.
-``nstcourse fast-stylize ...``, ``nstcourse train-style ...``
-    feed-forward style networks; see ``nstcourse.cli_style``.
-
-``stylize`` checks every argument and reads every file before it starts optimising, and
-writes OUT atomically: after a failure or Ctrl-C there is no file (and no temporary
-file) at OUT, and an OUT that existed before is unchanged.
+Every argument is checked and every file read before the optimisation starts; OUT is
+written atomically: after a failure or Ctrl-C there is no file (and no temporary file) at
+OUT, and an OUT that existed before is unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,11 +17,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nstcourse.cli_args import items, number, positive
-from nstcourse.cli_sr import add_sr_commands
-from nstcourse.cli_style import add_style_commands
+from nstcourse.cli.common import (
+    MAX_SIDE,
+    check_device,
+    check_output,
+    count,
+    items,
+    normalised,
+    number,
+    positive,
+    run_command,
+    side,
+    weight,
+)
 from nstcourse.features import VGGFeatures
-from nstcourse.gatys import (
+from nstcourse.images import SAVE_FORMATS, load_image, resize_long_side, save_image
+from nstcourse.style.gatys import (
     CONTENT_LAYERS,
     DEFAULT_LR,
     DEFAULT_STYLE_WEIGHT,
@@ -39,14 +41,9 @@ from nstcourse.gatys import (
     extractor_device,
     stylize,
 )
-from nstcourse.images import SAVE_FORMATS, load_image, resize_long_side, save_image
-from nstcourse.runner import default_notebooks_dir, find_notebooks, format_table, run_notebooks
-from nstcourse.weights import WeightsError, layer_names, load_vgg_weights
+from nstcourse.vgg_weights import WeightsError, layer_names, load_vgg_weights, min_input_side
 
 STYLIZE = "nstcourse stylize"
-# Larger is beyond any machine the course targets (at 8192² px relu1_1 alone is 17 GB of
-# float32), so it is refused up front instead of after minutes of loading and an OOM.
-MAX_SIDE = 8192
 DEFAULT_SIZE = 512  # the papers' and most tutorials' output size
 DEFAULT_FINE_LAYERS = "relu1_1,relu2_1"  # stylize's default: the finest strokes
 
@@ -73,46 +70,17 @@ exit codes: 0 written; 1 the optimisation failed (the loss became NaN, out of me
 """
 
 
-# ---------------------------------------------------------------- run-notebooks
-
-
-def _run_notebooks(args: argparse.Namespace) -> int:
-    try:
-        notebooks = find_notebooks(args.notebooks_dir or default_notebooks_dir(), args.only)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"nstcourse run-notebooks: {err}", file=sys.stderr)
-        return 2
-    results = run_notebooks(
-        notebooks, args.output_dir, mode=args.mode, cell_timeout=args.cell_timeout
-    )
-    print(format_table(results))
-    failed = sum(r.status != "ok" for r in results)
-    print(f"\n{len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
-# ---------------------------------------------------------------- stylize
-
-
 def _stylize(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    try:
+    def work() -> None:
+        start = time.perf_counter()
         options = _stylize_options(args)
         if not args.quiet:
             print(_describe(args.content, args.styles, options), flush=True)
         result = stylize(**options, seed=args.seed, progress=not args.quiet)
         save_image(result.image, args.output, quality=args.quality)
-    except KeyboardInterrupt:
-        print(f"{STYLIZE}: interrupted; nothing written to {args.output}", file=sys.stderr)
-        return 130
-    except (FloatingPointError, torch.cuda.OutOfMemoryError) as err:
-        print(f"{STYLIZE}: error: the optimisation failed: {err}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, WeightsError) as err:
-        print(f"{STYLIZE}: error: {err}", file=sys.stderr)
-        return 2
-    print(_report(args.output, result, time.perf_counter() - start))
-    return 0
+        print(_report(args.output, result, time.perf_counter() - start))
+
+    return run_command(STYLIZE, args.output, work, failed="the optimisation failed")
 
 
 def _stylize_options(args: argparse.Namespace) -> dict:
@@ -126,21 +94,21 @@ def _stylize_options(args: argparse.Namespace) -> dict:
     size, scales, steps = _plan_scales(args.size, args.scales, args.steps)
     style_side = _style_side(args.style_scale, size)
     inputs = [args.content, *args.styles, *(args.mask or []), args.fine_style]
-    _check_output(args.output, [path for path in inputs if path is not None])
-    device = _check_device(args.device)
+    check_output(args.output, [path for path in inputs if path is not None])
+    device = check_device(args.device)
 
     original = load_image(args.content)
     content = resize_long_side(original, size)
     styles = [_load_style(path, style_side) for path in args.styles]
     fine = _load_style(args.fine_style, style_side) if args.fine_style else None
     masks = [_load_mask(p, original.shape[-2:], content.shape[-2:]) for p in args.mask or []]
-    min_side = _min_side([*content_layers, *style_layers], args.arch)
+    min_side = min_input_side(args.arch, [*content_layers, *style_layers])
     size_option = "--scales" if args.scales else "--size"
     _check_min_side(content, args.content, scales[0], min_side, size_option)
     for path, style in zip([*args.styles, args.fine_style], [*styles, fine], strict=True):
         if style is not None:
-            side = _style_side(args.style_scale, scales[0])
-            _check_min_side(style, path, side, min_side, "--style-scale")
+            style_side = _style_side(args.style_scale, scales[0])
+            _check_min_side(style, path, style_side, min_side, "--style-scale")
 
     extractor = _build_extractor(
         [*content_layers, *style_layers], args.arch, args.weights, args.convention, device
@@ -148,7 +116,7 @@ def _stylize_options(args: argparse.Namespace) -> dict:
     style_weight = args.style_weight
     if style_weight is None:
         style_weight = DEFAULT_STYLE_WEIGHT[extractor.weights_info.convention]
-    blend = [w / sum(args.style_blend) for w in args.style_blend] if args.style_blend else None
+    blend = normalised(args.style_blend, len(styles), "--style-blend") if args.style_blend else None
     return dict(
         content=content,
         styles=styles,
@@ -238,38 +206,6 @@ def _style_side(style_scale: float, side: int) -> int:
     return style_side
 
 
-def _check_output(out: Path, inputs: Sequence[Path]) -> None:
-    """OUT must have an image suffix and a writable folder, and must not be an input."""
-    if out.suffix.lower() not in SAVE_FORMATS:
-        raise ValueError(f"-o {out}: unknown image suffix; use one of {' '.join(SAVE_FORMATS)}")
-    if out.is_dir():
-        raise ValueError(f"-o {out} is a folder; give a file name")
-    if any(path.exists() and out.resolve() == path.resolve() for path in inputs):
-        raise ValueError(f"-o {out} is one of the input images; choose another name")
-    folder = out.absolute().parent
-    while not folder.exists():  # missing folders are created when writing
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise ValueError(f"-o {out}: cannot write in {folder}")
-
-
-def _check_device(name: str | None) -> torch.device | None:
-    if name is None:
-        return None
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r}: not a device; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: {torch.cuda.device_count()} CUDA device(s) here")
-    mps = getattr(torch.backends, "mps", None)
-    if device.type == "mps" and not (mps is not None and mps.is_available()):
-        raise ValueError(f"--device {name}: Apple's MPS is not available here")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: use cpu, cuda, cuda:N or mps")
-    return device
-
-
 def _load_style(path: Path, long_side: int) -> torch.Tensor:
     """A style image, shrunk to the largest size ``stylize`` will ask for (saves memory)."""
     image = load_image(path)
@@ -291,13 +227,6 @@ def _load_mask(path: Path, content_size: Sequence[int], out_size: Sequence[int])
         raise ValueError(f"--mask {path} is black everywhere: its style would not appear")
     mask = F.interpolate(mask, size=tuple(out_size), mode="bilinear", antialias=True)
     return mask[0, 0].clamp(0.0, 1.0)
-
-
-def _min_side(layers: Sequence[str], arch: str) -> int:
-    """The smallest image side the deepest layer takes: each pooling before it halves."""
-    names = layer_names(arch)
-    deepest = max(names.index(name) for name in layers)
-    return 2 ** sum(name.startswith("pool") for name in names[: deepest + 1])
 
 
 def _check_min_side(
@@ -365,41 +294,33 @@ def _format_layers(layers: dict[str, float]) -> str:
 # ---------------------------------------------------------------- argument types
 
 
-def _side(text: str) -> int:
-    return number(text, int, 1, MAX_SIDE)
-
-
 def _sides(text: str) -> list[int]:
-    return [_side(item) for item in items(text)]
+    return [side(item) for item in items(text)]
 
 
 def _counts(text: str) -> list[int]:
-    return [number(item, int, 1) for item in items(text)]
-
-
-def _weight(text: str) -> float:
-    return number(text, float, 0.0)
+    return [count(item) for item in items(text)]
 
 
 def _weights(text: str) -> list[float]:
-    weights = [_weight(item) for item in items(text)]
+    weights = [weight(item) for item in items(text)]
     if not sum(weights) > 0:
         raise argparse.ArgumentTypeError(f"{text!r}: the weights must not all be 0")
     return weights
 
 
 def _quality(text: str) -> int:
-    return number(text, int, 1, 100)
+    return int(number(text, int, 1, 100))
 
 
 def _layer_weights(text: str) -> dict[str, float]:
     """'relu1_1:2,relu2_1' → {'relu1_1': 2.0, 'relu2_1': 1.0}."""
     layers: dict[str, float] = {}
     for item in items(text):
-        name, colon, weight = (part.strip() for part in item.partition(":"))
+        name, colon, value = (part.strip() for part in item.partition(":"))
         if name in layers:
             raise argparse.ArgumentTypeError(f"{name} is listed twice in {text!r}")
-        layers[name] = _weight(weight) if colon else 1.0
+        layers[name] = weight(value) if colon else 1.0
     return layers
 
 
@@ -411,51 +332,7 @@ def _layer_names(text: str) -> list[str]:
     return names
 
 
-# ---------------------------------------------------------------- parser
-
-
-def _add_run_notebooks(commands: argparse._SubParsersAction) -> None:
-    run = commands.add_parser(
-        "run-notebooks",
-        help="execute the course notebooks headless with papermill",
-        description="Execute notebooks in order, write executed copies, print a table; "
-        "exit 1 if any notebook failed.",
-    )
-    run.add_argument(
-        "--mode",
-        choices=("smoke", "full"),
-        default="smoke",
-        help="smoke: tiny budgets, CPU-friendly (default); full: real budgets",
-    )
-    run.add_argument(
-        "--only",
-        nargs="+",
-        metavar="NN",
-        help="run only these notebooks (number prefix or file name)",
-    )
-    run.add_argument(
-        "--output-dir",
-        type=Path,
-        default=Path("build/notebooks"),
-        help="where executed copies go (default: build/notebooks)",
-    )
-    run.add_argument(
-        "--notebooks-dir",
-        type=Path,
-        default=None,
-        help="folder of NN_name.ipynb files (default: ./notebooks)",
-    )
-    run.add_argument(
-        "--cell-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="fail a notebook whose cell runs longer than this",
-    )
-    run.set_defaults(func=_run_notebooks)
-
-
-def _add_stylize(commands: argparse._SubParsersAction) -> None:
+def add_stylize_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "stylize",
         help="style transfer of one image by optimisation (Gatys et al.)",
@@ -475,7 +352,7 @@ def _add_stylize(commands: argparse._SubParsersAction) -> None:
 
     size = p.add_argument_group("size and steps")
     size.add_argument(
-        "--size", type=_side, default=None, metavar="PX",
+        "--size", type=side, default=None, metavar="PX",
         help=f"long side of the output (default: the last --scales, else {DEFAULT_SIZE})",
     )  # fmt: skip
     size.add_argument(
@@ -501,14 +378,14 @@ def _add_stylize(commands: argparse._SubParsersAction) -> None:
         help=f"style layers (default {','.join(STYLE_LAYERS)})",
     )  # fmt: skip
     loss.add_argument(
-        "--content-weight", type=_weight, default=1.0, metavar="ALPHA", help="alpha (default 1)"
+        "--content-weight", type=weight, default=1.0, metavar="ALPHA", help="alpha (default 1)"
     )
     loss.add_argument(
-        "--style-weight", type=_weight, default=None, metavar="BETA",
+        "--style-weight", type=weight, default=None, metavar="BETA",
         help="beta (default: 100 for Caffe VGG weights, 1e6 for torchvision's)",
     )  # fmt: skip
     loss.add_argument(
-        "--tv-weight", type=_weight, default=0.0, metavar="GAMMA",
+        "--tv-weight", type=weight, default=0.0, metavar="GAMMA",
         help="total variation weight gamma (default 0)",
     )  # fmt: skip
     loss.add_argument(
@@ -567,27 +444,3 @@ def _add_stylize(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     net.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
     p.set_defaults(func=_stylize)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nstcourse",
-        description="The nstcourse command line: run the course notebooks, stylize images "
-        "(by optimisation or with trained networks), train style networks, upscale images and "
-        "train super-resolution models.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_run_notebooks(commands)
-    _add_stylize(commands)
-    add_sr_commands(commands)  # upscale, train-sr
-    add_style_commands(commands)  # fast-stylize, train-style
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,23 +2,19 @@
 
 ``nstcourse fast-stylize IN -o OUT --model NAME``
     stylise an image, or every image in a folder, in one forward pass of a trained
-    network (``nstcourse.style_models``): a single-style TransformNet (Johnson et al.),
+    network (``nstcourse.style.models``): a single-style TransformNet (Johnson et al.),
     the multi-style CIN network with ``--style`` (Dumoulin et al.) or AdaIN with any
     ``--style-image`` (Huang & Belongie).
 ``nstcourse train-style {johnson,cin,adain} --steps N -o OUT``
-    train a network by its recipe (``nstcourse.style_recipes.train_style``); Ctrl-C keeps
+    train a network by its recipe (``nstcourse.style.recipes.train_style``); Ctrl-C keeps
     a resumable checkpoint and the same command resumes.
 
-Both write their outputs atomically: after a failure or Ctrl-C there is no partial file.
-Exit codes: 0 done; 1 some images in a folder failed, or training failed (NaN loss);
-2 bad input (found before any work); 130 interrupted.
+Outputs and exit codes as in ``cli.common``.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,20 +23,33 @@ from typing import Any
 
 import torch
 
-from nstcourse.cli_args import number, positive
-from nstcourse.cli_sr import UsageError, _device, each_image, run_training
-from nstcourse.fast_style import MIN_SIZE, stylize_batch
+from nstcourse.checkpoints import checkpoint_info
+from nstcourse.cli.common import (
+    UsageError,
+    add_training_options,
+    check_device,
+    check_output,
+    command_line,
+    count,
+    each_image,
+    normalised,
+    number,
+    positive,
+    run_command,
+    run_training,
+    side,
+    weight,
+)
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
-from nstcourse.style_models import (
+from nstcourse.style.fast_style import MIN_SIZE, stylize_batch
+from nstcourse.style.models import (
     MODELS,
     checkpoint_path,
     load_style_checkpoint,
     style_names,
     train_command,
 )
-from nstcourse.style_recipes import RECIPES, train_style
-from nstcourse.superres import checkpoint_info
-from nstcourse.weights import WeightsError
+from nstcourse.style.recipes import RECIPES, train_style
 
 FAST_STYLIZE = "nstcourse fast-stylize"
 TRAIN_STYLE = "nstcourse train-style"
@@ -55,25 +64,19 @@ Stylizer = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [0, 1] → 
 
 
 def _fast_stylize(args: argparse.Namespace) -> int:
-    try:
+    def work() -> int:
         stylizer, style_images = _prepare(args)
         if args.input.is_dir():
             return _stylize_folder(args, stylizer, style_images)
         _stylize_one(args, stylizer, args.input, args.output)
-    except KeyboardInterrupt:
-        print(f"{FAST_STYLIZE}: interrupted; nothing written to {args.output}", file=sys.stderr)
-        return 130
-    except (OSError, ValueError, WeightsError) as err:
-        print(f"{FAST_STYLIZE}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command(FAST_STYLIZE, args.output, work)
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Stylizer, list[Path]]:
     """Check every option against the model, the input and the output; read the style
     images; load the network. Returns the stylizer and the style image paths."""
-    from nstcourse.cli import _check_output  # here: cli imports this module
-
     path = _model_file(args.model)
     info = checkpoint_info(path)
     kind = info.get("class")
@@ -85,10 +88,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Stylizer, list[Path]]:
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input}: no such file or folder")
     if not args.input.is_dir():
-        _check_output(args.output, [args.input, *args.style_image])
-    device = _device(args.device)
+        check_output(args.output, [args.input, *args.style_image])
+    device = check_device(args.device)
     if kind == "Decoder":
-        weights = _normalised(args.style_weights, len(args.style_image), "--style-weights")
+        weights = normalised(args.style_weights, len(args.style_image), "--style-weights")
         styles = [_load_style_image(p, args.style_size) for p in args.style_image]
         net = load_style_checkpoint(path, device=device)
         stylizer = _adain_stylizer(net, styles, weights, args.alpha, args.preserve_colour)
@@ -163,7 +166,7 @@ def _cin_weights(
             f"--style {names[0] if names else 0}; known: {known}"
         )
     weights: list[float | None] = [None] * count
-    for key, weight in choices:
+    for key, given in choices:
         if key.isdigit():
             index = int(key)
             if index >= count:
@@ -174,20 +177,8 @@ def _cin_weights(
             raise UsageError(f"--style {key}: unknown style of {model}; known: {known}")
         if weights[index] is not None:
             raise UsageError(f"--style {key}: style {index} is listed twice")
-        weights[index] = 1.0 if weight is None else weight
-    return _normalised([w or 0.0 for w in weights], count, "--style")
-
-
-def _normalised(weights: list[float] | None, count: int, option: str) -> list[float]:
-    """Weights divided by their sum (None: equal weights)."""
-    if weights is None:
-        return [1.0 / count] * count
-    if len(weights) != count:
-        raise UsageError(f"{option}: got {len(weights)} weights for {count} style images")
-    total = sum(weights)
-    if not total > 0:
-        raise UsageError(f"{option}: the weights must not all be 0")
-    return [w / total for w in weights]
+        weights[index] = 1.0 if given is None else given
+    return normalised([w or 0.0 for w in weights], count, "--style")
 
 
 def _load_style_image(path: Path, long_side: int) -> torch.Tensor:
@@ -266,11 +257,10 @@ def _train_style(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path("runs") / args.model  # train_style's default
 
     def train() -> str:
-        if args.output.suffix != ".safetensors":
-            raise UsageError(f"-o {args.output}: the checkpoint must be a .safetensors file")
         overrides = {
             field: value
             for field, value in (
+                ("styles", tuple(_style_path(p) for p in args.style) if args.style else None),
                 ("crop", args.crop),
                 ("batch_size", args.batch_size),
                 ("style_weight", args.style_weight),
@@ -280,16 +270,15 @@ def _train_style(args: argparse.Namespace) -> int:
             if value is not None
         }
         recipe = replace(RECIPES[args.model](), **overrides)
-        device = _device(args.device)
+        device = check_device(args.device)
         start = time.perf_counter()
         metadata = train_style(
             args.model,
             steps=args.steps,
             out=args.output,
-            styles=[_style_path(p) for p in args.style] if args.style else None,
-            workdir=workdir,
-            seed=args.seed,
             recipe=recipe,
+            seed=args.seed,
+            workdir=workdir,
             progress=not args.quiet,
             device=device,
             command=command,
@@ -308,23 +297,23 @@ def _style_path(text: str) -> str:
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that makes (or resumes) this run."""
-    parts = ["nstcourse", "train-style", args.model, "--steps", str(args.steps)]
-    parts += ["-o", str(args.output)]
-    for style in args.style or []:
-        parts += ["--style", style]
-    for option, value in (
-        ("--workdir", args.workdir),
-        ("--seed", args.seed or None),
-        ("--crop", args.crop),
-        ("--batch-size", args.batch_size),
-        ("--style-weight", args.style_weight),
-        ("--max-images", args.max_images),
-        ("--lr", args.lr),
-        ("--device", args.device),
-    ):
-        if value is not None:
-            parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]
-    return shlex.join(parts)
+    styles = [("--style", style) for style in args.style or []]
+    return command_line(
+        ["nstcourse", "train-style", args.model],
+        [
+            ("--steps", args.steps),
+            ("-o", args.output),
+            *styles,
+            ("--workdir", args.workdir),
+            ("--seed", args.seed or None),
+            ("--crop", args.crop),
+            ("--batch-size", args.batch_size),
+            ("--style-weight", args.style_weight),
+            ("--max-images", args.max_images),
+            ("--lr", args.lr),
+            ("--device", args.device),
+        ],
+    )
 
 
 def _train_report(out: Path, metadata: dict, seconds: float) -> str:
@@ -332,7 +321,11 @@ def _train_report(out: Path, metadata: dict, seconds: float) -> str:
     first = f"wrote {out} in {seconds:.0f} s"
     lines = [first + (f" (resumed from step {resumed})" if resumed else "")]
     train = metadata["metrics"]["train"]
-    terms = ", ".join(f"{key.removesuffix('_mean_last_100')} {v:.4g}" for key, v in train.items())
+    terms = ", ".join(
+        f"{key.removesuffix('_mean_last_100')} {v:.4g}"
+        for key, v in train.items()
+        if key.endswith("_mean_last_100")
+    )
     lines.append(f"  training loss (mean of the last 100 steps): {terms}")
     speed = metadata["metrics"]["speed"]
     for key, value in speed.items():
@@ -345,20 +338,6 @@ def _train_report(out: Path, metadata: dict, seconds: float) -> str:
 # ---------------------------------------------------------------- argument types
 
 
-def _side(text: str) -> int:
-    from nstcourse.cli import MAX_SIDE  # here: cli imports this module
-
-    return number(text, int, 1, MAX_SIDE)
-
-
-def _count(text: str) -> int:
-    return number(text, int, 1)
-
-
-def _weight(text: str) -> float:
-    return number(text, float, 0.0)
-
-
 def _alpha(text: str) -> float:
     return number(text, float, 0.0, 1.0)
 
@@ -369,10 +348,10 @@ def _crop(text: str) -> int:
 
 def _style_choice(text: str) -> tuple[str, float | None]:
     """'starry_night=0.7' → ('starry_night', 0.7); '3' → ('3', None)."""
-    key, equals, weight = (part.strip() for part in text.partition("="))
+    key, equals, value = (part.strip() for part in text.partition("="))
     if not key:
         raise argparse.ArgumentTypeError(f"{text!r}: give a style name or index before '='")
-    return key, _weight(weight) if equals else None
+    return key, weight(value) if equals else None
 
 
 # ---------------------------------------------------------------- parser
@@ -404,7 +383,7 @@ def _add_fast_stylize(commands: argparse._SubParsersAction) -> None:
         help=f"one of {', '.join(MODELS)}, or a .safetensors file from train-style",
     )  # fmt: skip
     p.add_argument(
-        "--size", type=_side, default=None, metavar="PX",
+        "--size", type=side, default=None, metavar="PX",
         help="resize each input so its long side is PX (default: as it is)",
     )  # fmt: skip
     p.add_argument(
@@ -417,11 +396,11 @@ def _add_fast_stylize(commands: argparse._SubParsersAction) -> None:
         help="adain: a style image; repeat it for a mix (--style-weights)",
     )  # fmt: skip
     p.add_argument(
-        "--style-weights", type=_weight, nargs="+", default=None, metavar="W",
+        "--style-weights", type=weight, nargs="+", default=None, metavar="W",
         help="adain: one weight per --style-image, normalised to sum 1 (default equal)",
     )  # fmt: skip
     p.add_argument(
-        "--style-size", type=_side, default=DEFAULT_STYLE_SIZE, metavar="PX",
+        "--style-size", type=side, default=DEFAULT_STYLE_SIZE, metavar="PX",
         help=f"adain: shrink style images to this long side (default {DEFAULT_STYLE_SIZE})",
     )  # fmt: skip
     p.add_argument(
@@ -441,16 +420,13 @@ def _add_train_style(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "train-style",
         help="train a feed-forward style network by its recipe",
-        description="Train MODEL by its recipe in nstcourse.style_recipes and write OUT "
+        description="Train MODEL by its recipe in nstcourse.style.recipes and write OUT "
         "(safetensors, with the recipe, this command and the final losses in its metadata). "
         "Checkpoints go to --workdir; Ctrl-C keeps the last one and the same command resumes "
         "(--steps may grow).",
     )
     p.add_argument("model", metavar="MODEL", choices=list(RECIPES), help=", ".join(RECIPES))
-    p.add_argument("--steps", type=_count, required=True, metavar="N", help="total updates")
-    p.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="OUT", help="the .safetensors file"
-    )
+    add_training_options(p, workdir_default="runs/<model>")
     p.add_argument(
         "--style", nargs="+", action="extend", default=None, metavar="PATH",
         help="style image(s): johnson one, cin two or more (their order is the style index), "
@@ -458,28 +434,17 @@ def _add_train_style(commands: argparse._SubParsersAction) -> None:
         "(default: the recipe's)",
     )  # fmt: skip
     p.add_argument(
-        "--workdir", type=Path, default=None,
-        help="checkpoint folder (default runs/<model>); resumed if present",
-    )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument(
         "--crop", type=_crop, default=None, metavar="PX",
         help="side of the square training crops (default: the recipe's)",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=_count, default=None, help="default: the recipe's")
     p.add_argument(
         "--style-weight", type=positive, default=None, metavar="W",
         help="lambda_s for content weight 1 (default: the recipe's)",
     )  # fmt: skip
     p.add_argument(
-        "--max-images", type=_count, default=None, metavar="K",
+        "--max-images", type=count, default=None, metavar="K",
         help="train on the first K photos only (default: all)",
     )  # fmt: skip
-    p.add_argument(
-        "--lr", type=positive, default=None, help="learning rate (default: the recipe's)"
-    )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_train_style)
 
 

@@ -34,11 +34,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nstcourse.espcn import ESPCN
-from nstcourse.srcnn import SRCNN
-from nstcourse.srgan import SRResNet
-from nstcourse.vdsr import VDSR
-from nstcourse.weights import WEIGHTS_DIR_ENV, WeightsError
+from nstcourse.checkpoints import translate_state_dict
+from nstcourse.sr.espcn import ESPCN
+from nstcourse.sr.srcnn import SRCNN
+from nstcourse.sr.srgan import SRResNet
+from nstcourse.sr.vdsr import VDSR
+from nstcourse.vgg_weights import WEIGHTS_DIR_ENV, WeightsError
 
 
 @dataclass(frozen=True)
@@ -148,38 +149,3 @@ def _reference(name: str) -> Reference:
     if name not in REFERENCES:
         raise ValueError(f"unknown reference {name!r}; known: {', '.join(REFERENCES)}")
     return REFERENCES[name]
-
-
-def translate_state_dict(
-    theirs: dict[str, torch.Tensor],
-    ours: dict[str, torch.Tensor],
-    keys: dict[str, str],
-    *,
-    path: Path,
-    what: str,
-) -> dict[str, torch.Tensor]:
-    """Another project's tensors under our names, by an explicit key table {ours: theirs}.
-
-    Every key of ``ours`` must be in the table, every tensor of the file used and every
-    shape right; otherwise one WeightsError naming ``path`` lists all the problems.
-    """
-    problems = []
-    if set(keys) != set(ours):
-        problems.append(f"key table does not match {what}: {set(keys) ^ set(ours)}")
-    unused = set(theirs) - set(keys.values())
-    missing = set(keys.values()) - set(theirs)
-    if unused:
-        problems.append(f"keys in the file that were not used: {sorted(unused)}")
-    if missing:
-        problems.append(f"keys missing from the file: {sorted(missing)}")
-    for our_key, their_key in keys.items():
-        if their_key not in theirs or our_key not in ours:
-            continue
-        if theirs[their_key].shape != ours[our_key].shape:
-            problems.append(
-                f"{their_key} has shape {tuple(theirs[their_key].shape)}, "
-                f"{our_key} needs {tuple(ours[our_key].shape)}"
-            )
-    if problems:
-        raise WeightsError(f"{path} does not fit {what}:\n  " + "\n  ".join(problems))
-    return {our_key: theirs[their_key] for our_key, their_key in keys.items()}

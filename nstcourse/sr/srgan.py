@@ -17,12 +17,14 @@ quantities, computed stably).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nstcourse.features import VGGFeatures
+from nstcourse.training import autocast, optimizer_step
 
 OUTPUTS = ("clamp", "tanh")
 TRUNK_TAILS = ("bn", "prelu")
@@ -72,7 +74,7 @@ class SRResNet(nn.Module):
             clamp, so pixels outside the range still learn); "tanh": (tanh(x) + 1) / 2.
         trunk_tail: what follows the 3x3 conv after the residual blocks: "bn" (the paper)
             or "prelu" (an early leftthomas/SRGAN variant, needed only to load its
-            reference checkpoint; see ``nstcourse.sr_reference``).
+            reference checkpoint; see ``nstcourse.sr.reference``).
 
     Input: (N, channels, H, W) low-resolution image in [0, 1].
     Output: (N, channels, H*scale, W*scale) in [0, 1].
@@ -207,54 +209,54 @@ class SRGANStep:
         content_loss: ``(sr, hr) -> scalar``, e.g. ``VGGContentLoss`` or ``F.mse_loss``.
         opt_G, opt_D: their optimizers (the paper: Adam, beta1 = 0.9, lr 1e-4 then 1e-5).
         adversarial_weight: the 1e-3 in l_X + 1e-3 l_Gen.
+        precision: "float32" or "bfloat16": the forward passes under
+            ``training.autocast`` (losses, weights and optimizer state stay float32).
 
-    Call: ``step((lr, hr))`` with lr (N, C, h, w) and hr (N, C, h*s, w*s) in [0, 1];
-    returns floats {"loss": generator loss, "content", "adversarial", "discriminator",
-    "d_real", "d_fake"} (d_* = mean D output, a probability). A non-finite loss raises
-    FloatingPointError before the optimizer step it would have poisoned.
+    Call: ``step((lr_image, hr))`` with lr_image (N, C, h, w) and hr (N, C, h*s, w*s) in
+    [0, 1]; returns floats {"loss": generator loss, "content", "adversarial",
+    "discriminator", "d_real", "d_fake"} (d_* = mean D output, a probability). Both updates
+    go through ``training.optimizer_step``: a non-finite loss raises FloatingPointError
+    before the optimizer step it would have poisoned.
 
     For ``nstcourse.training.train``: pass ``models`` as the model, ``optimizers`` as the
-    optimizer and this object as ``update``.
+    optimizer and this object as the step.
     """
 
     def __init__(
         self,
         G: nn.Module,
         D: nn.Module,
-        content_loss,
+        content_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         *,
         opt_G: torch.optim.Optimizer,
         opt_D: torch.optim.Optimizer,
         adversarial_weight: float = 1e-3,
+        precision: str = "float32",
     ):
+        autocast(torch.device("cpu"), precision)  # checks the name
         self.G, self.D, self.content_loss = G, D, content_loss
         self.opt_G, self.opt_D = opt_G, opt_D
-        self.adversarial_weight = adversarial_weight
+        self.adversarial_weight, self.precision = adversarial_weight, precision
         self.models = nn.ModuleDict({"G": G, "D": D})
         self.optimizers = {"G": opt_G, "D": opt_D}
 
     def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        lr, hr = batch
-        sr = self.G(lr)
-
-        # D: real -> 1, fake -> 0. The fake is detached: this step must not change G.
-        real_logits, fake_logits = self.D(hr), self.D(sr.detach())
-        loss_D = discriminator_loss(real_logits, fake_logits)
-        _check_finite("discriminator loss", loss_D)
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_D.backward()
-        self.opt_D.step()
+        lr_image, hr = batch
+        with autocast(hr.device, self.precision):
+            sr = self.G(lr_image)
+            # D: real -> 1, fake -> 0. The fake is detached: this step must not change G.
+            real_logits, fake_logits = self.D(hr), self.D(sr.detach())
+            loss_D = discriminator_loss(real_logits.float(), fake_logits.float())
+        optimizer_step(self.opt_D, loss_D, name="discriminator loss")
 
         # G: content + 1e-3 * adversarial, through the updated D (frozen for this pass).
         self.D.requires_grad_(False)
         try:
-            content = self.content_loss(sr, hr)
-            adversarial = adversarial_loss(self.D(sr))
-            loss_G = content + self.adversarial_weight * adversarial
-            _check_finite("generator loss", loss_G)
-            self.opt_G.zero_grad(set_to_none=True)
-            loss_G.backward()
-            self.opt_G.step()
+            with autocast(hr.device, self.precision):
+                content = self.content_loss(sr.float(), hr)
+                adversarial = adversarial_loss(self.D(sr).float())
+                loss_G = content + self.adversarial_weight * adversarial
+            optimizer_step(self.opt_G, loss_G, name="generator loss")
         finally:
             self.D.requires_grad_(True)
 
@@ -263,11 +265,6 @@ class SRGANStep:
             "content": content.item(),
             "adversarial": adversarial.item(),
             "discriminator": loss_D.item(),
-            "d_real": torch.sigmoid(real_logits).mean().item(),
-            "d_fake": torch.sigmoid(fake_logits).mean().item(),
+            "d_real": torch.sigmoid(real_logits.float()).mean().item(),
+            "d_fake": torch.sigmoid(fake_logits.float()).mean().item(),
         }
-
-
-def _check_finite(name: str, value: torch.Tensor) -> None:
-    if not torch.isfinite(value).all():
-        raise FloatingPointError(f"{name} is {value.item()}")

@@ -20,7 +20,7 @@ and its gradient, for L-BFGS and Adam alike, so step counts compare.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,10 +28,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .colour import gray_to_rgb, luminance, luminance_swap, match_colour, match_luminance
-from .features import VGGFeatures
-from .images import resize_long_side
-from .losses import content_loss, gram_matrix, guided_gram_matrix, tv_loss
+from nstcourse.colour import gray_to_rgb, luminance, luminance_swap, match_colour, match_luminance
+from nstcourse.features import VGGFeatures
+from nstcourse.images import resize_long_side
+from nstcourse.losses import (
+    Layers,
+    content_loss,
+    gram_matrix,
+    guided_gram_matrix,
+    layer_weights,
+    tv_loss,
+)
 
 # The papers' layers (Gatys et al. 2016, Fig. 2 and §3); they need the full VGG-19.
 CONTENT_LAYERS = ("relu4_2",)
@@ -52,17 +59,7 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 # for the same normalisations.
 DEFAULT_STYLE_WEIGHT = {"caffe": 1e2, "torchvision": 1e6}
 
-Layers = Sequence[str] | Mapping[str, float]
 Callback = Callable[[int, torch.Tensor, dict[str, float]], None]
-
-
-def layer_weights(layers: Layers) -> dict[str, float]:
-    """``["relu1_1", …]`` → weight 1 each; ``{"relu1_1": 0.5, …}`` kept as given."""
-    if isinstance(layers, str):
-        raise TypeError(f"layers must be a list or a dict of names, not the string {layers!r}")
-    if isinstance(layers, Mapping):
-        return {name: float(weight) for name, weight in layers.items()}
-    return {name: 1.0 for name in layers}
 
 
 def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -12,14 +12,14 @@ srresnet   ``srgan.SRResNet``       the RGB LR image                            
 srgan      ``srgan.SRResNet``       the RGB LR image (adversarially trained G)   4
 =========  =======================  ==========================================  ===========
 
-("bicubic" is always MATLAB's, ``sr_data.imresize(method="matlab")``.) The Y models
+("bicubic" is always MATLAB's, ``sr.data.imresize(method="matlab")``.) The Y models
 (Dong et al. 2014, Shi et al. 2016, Kim et al. 2016) only sharpen the luminance: the
 chroma Cb, Cr is bicubic-upscaled and recombined with the network's Y.
 
 The scales column is what the course ships as checkpoints (``checkpoints/``): files
 ``srcnn_x3.safetensors``, ``espcn_x{2,3,4}.safetensors``, ``vdsr.safetensors`` (every
 scale), ``srresnet_x4.safetensors`` and ``srgan_x4.safetensors``, written by
-``nstcourse.sr_recipes.train_sr`` (``nstcourse train-sr``).
+``nstcourse.sr.recipes.train_sr`` (``nstcourse train-sr``).
 """
 
 from __future__ import annotations
@@ -34,24 +34,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from nstcourse.espcn import ESPCN
+from nstcourse.checkpoints import (
+    CHECKPOINTS_DIR_ENV,
+    checkpoint_info,
+    find_checkpoints_dir,
+    load_model,
+)
+from nstcourse.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from nstcourse.metrics import psnr, ssim
 from nstcourse.runmode import pick_device
-from nstcourse.sr_data import (
-    bicubic_upscale,
-    degrade,
-    load_sr_set,
-    modcrop,
-    rgb_to_ycbcr,
-    ycbcr_to_rgb,
-)
-from nstcourse.srcnn import SRCNN
-from nstcourse.srgan import SRResNet
-from nstcourse.training import load_model, read_metadata
-from nstcourse.vdsr import VDSR
-
-CHECKPOINTS_DIR_ENV = "NSTCOURSE_CHECKPOINTS_DIR"
-REPO_CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+from nstcourse.sr.data import bicubic_upscale, degrade, load_sr_set, modcrop
+from nstcourse.sr.espcn import ESPCN
+from nstcourse.sr.srcnn import SRCNN
+from nstcourse.sr.srgan import SRResNet
+from nstcourse.sr.vdsr import VDSR
 
 
 @dataclass(frozen=True)
@@ -240,7 +236,7 @@ def evaluate(
 
     Args:
         model, name, scale: as for ``super_resolve``.
-        images: an SR set name (``sr_data.SR_SETS``, read with ``load_sr_set``) or a list
+        images: an SR set name (``sr.data.SR_SETS``, read with ``load_sr_set``) or a list
             of (stem, (1, 3, H, W) HR tensor in [0, 1]).
         shave: border pixels removed before scoring; None means ``scale`` (the papers).
         tile: passed to ``super_resolve``.
@@ -273,15 +269,6 @@ def evaluate(
 
 
 # --- course checkpoints ---------------------------------------------------------------------
-
-
-def find_checkpoints_dir(checkpoints_dir: str | os.PathLike | None = None) -> Path:
-    """Where the course checkpoints are: the argument, else ``$NSTCOURSE_CHECKPOINTS_DIR``,
-    else the ``checkpoints/`` folder of the repository checkout this package is in."""
-    if checkpoints_dir is not None:
-        return Path(checkpoints_dir).expanduser()
-    value = os.environ.get(CHECKPOINTS_DIR_ENV, "").strip()
-    return Path(value).expanduser() if value else REPO_CHECKPOINTS_DIR
 
 
 def checkpoint_name(name: str, scale: int | None = None) -> str:
@@ -360,16 +347,6 @@ def load_sr_checkpoint(
     if scale is not None and scales and scale not in scales:
         raise ValueError(f"{path} was trained for x{', x'.join(map(str, scales))}, not x{scale}")
     return load_model(spec.cls, path, device=pick_device(device))
-
-
-def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of a checkpoint, or a ValueError naming the file if it has none."""
-    try:
-        return read_metadata(path)
-    except ValueError:
-        raise
-    except Exception as error:  # safetensors raises its own error type on a bad header
-        raise ValueError(f"{path} is not a safetensors checkpoint ({error})") from error
 
 
 def checkpoint_scales(info: dict[str, Any]) -> tuple[int, ...]:

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,34 +32,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from nstcourse import data
-from nstcourse.espcn import ESPCN
+from nstcourse.checkpoints import checkpoint_info
+from nstcourse.data import load_training_images
 from nstcourse.features import VGGFeatures
-from nstcourse.images import load_image
-from nstcourse.runmode import native_bf16, pick_device
-from nstcourse.sr_data import IMAGE_SUFFIXES, PatchDataset, load_sr_set
-from nstcourse.srcnn import SRCNN, paper_param_groups
-from nstcourse.srgan import Discriminator, SRGANStep, SRResNet, VGGContentLoss
-from nstcourse.superres import (
-    checkpoint_info,
-    checkpoint_path,
-    evaluate,
-    load_sr_checkpoint,
-    model_spec,
-)
-from nstcourse.training import (
-    PRECISIONS,
-    AdjustableGradClip,
-    add_wall_time,
-    check_workdir,
-    checkpoint_step,
-    device_name,
-    jsonable,
-    sample_batches,
-    save_model,
-    train,
-)
-from nstcourse.vdsr import VDSR
+from nstcourse.recipes import Run, run_recipe
+from nstcourse.runmode import pick_device
+from nstcourse.sr.data import PatchDataset, load_sr_set
+from nstcourse.sr.espcn import ESPCN
+from nstcourse.sr.models import checkpoint_path, evaluate, load_sr_checkpoint, model_spec
+from nstcourse.sr.srcnn import SRCNN, paper_param_groups
+from nstcourse.sr.srgan import Discriminator, SRGANStep, SRResNet, VGGContentLoss
+from nstcourse.sr.vdsr import VDSR
+from nstcourse.training import AdjustableGradClip, clip_norm, resolve_precision, supervised_step
 
 SET_291 = ("sr/T91", "photos/bsds500_train")  # T91 + BSD200
 
@@ -225,29 +208,6 @@ RECIPES: dict[str, type] = {
 # --- data ------------------------------------------------------------------------------------
 
 
-def load_training_images(
-    folders: Sequence[str], *, max_images: int | None = None
-) -> list[torch.Tensor]:
-    """The images in ``<data dir>/<folder>`` for each folder, sorted by name, as
-    (1, 3, H, W) tensors in [0, 1]; at most ``max_images`` per folder."""
-    root = data.data_dir()
-    if root is None:
-        raise FileNotFoundError(
-            f"training data: ${data.DATA_DIR_ENV} is not set; set it to the folder that "
-            f"holds {', '.join(folders)}"
-        )
-    images = []
-    for folder in folders:
-        path = root / folder
-        if not path.is_dir():
-            raise FileNotFoundError(f"training data: folder {path} not found")
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"training data: no images in {path}")
-        images += [load_image(p) for p in files[:max_images]]
-    return images
-
-
 class MultiScalePatchDataset(Dataset):
     """VDSR's training patches: x2, x3 and x4 mixed, all cut to one size.
 
@@ -297,21 +257,6 @@ class MultiScalePatchDataset(Dataset):
 # --- building a run --------------------------------------------------------------------------
 
 
-@dataclass
-class Setup:
-    """Everything ``training.train`` needs for one recipe, plus the network to save."""
-
-    net: nn.Module  # the SR network (G for SRGAN)
-    kwargs: dict[str, Any]  # rebuilds net: type(net)(**kwargs)
-    model: nn.Module  # what train() trains and checkpoints (net, or {"G", "D"})
-    dataset: Dataset
-    optimizer: Any
-    scheduler: Any = None
-    loss_fn: Callable | None = None
-    update: Callable | None = None
-    clip_grad: Any = None
-
-
 def _step_lr(optimizer: torch.optim.Optimizer, recipe) -> Any:
     if recipe.lr_decay_every is None:
         return None
@@ -335,8 +280,13 @@ def _half_sum_squares(model: nn.Module, batch) -> torch.Tensor:
     return 0.5 * (model(x) - y).pow(2).sum() / x.shape[0]
 
 
-def _build_srcnn(recipe: SRCNNRecipe, scales, images, seed, device) -> Setup:
-    (scale,) = scales
+def _supervised(net, kwargs, dataset, optimizer, loss_fn, recipe, clip=None) -> Run:
+    step = supervised_step(net, loss_fn, optimizer, clip=clip, precision=recipe.precision)
+    return Run(net, kwargs, step, optimizer, dataset, scheduler=_step_lr(optimizer, recipe))
+
+
+def _build_srcnn(recipe: SRCNNRecipe, images, seed: int, device) -> Run:
+    (scale,) = recipe.scales
     kwargs = dict(f1=recipe.f1, f2=recipe.f2, f3=recipe.f3, n1=recipe.n1, n2=recipe.n2)
     net = SRCNN(**kwargs)
     if recipe.hr_patch < scale:
@@ -351,12 +301,11 @@ def _build_srcnn(recipe: SRCNNRecipe, scales, images, seed, device) -> Setup:
     )
     groups = paper_param_groups(net, lr=recipe.lr)
     groups[-1]["lr"] = recipe.lr * recipe.last_layer_lr_factor
-    optimizer = torch.optim.Adam(groups)
-    return Setup(net, kwargs, net, dataset, optimizer, _step_lr(optimizer, recipe), _mse)
+    return _supervised(net, kwargs, dataset, torch.optim.Adam(groups), _mse, recipe)
 
 
-def _build_espcn(recipe: ESPCNRecipe, scales, images, seed, device) -> Setup:
-    (scale,) = scales
+def _build_espcn(recipe: ESPCNRecipe, images, seed: int, device) -> Run:
+    (scale,) = recipe.scales
     kwargs = dict(scale=scale, n1=recipe.n1, n2=recipe.n2)
     net = ESPCN(**kwargs)
     dataset = PatchDataset(
@@ -367,19 +316,20 @@ def _build_espcn(recipe: ESPCNRecipe, scales, images, seed, device) -> Setup:
         seed=seed,
     )
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
-    return Setup(net, kwargs, net, dataset, optimizer, _step_lr(optimizer, recipe), _mse)
+    return _supervised(net, kwargs, dataset, optimizer, _mse, recipe)
 
 
-def _build_vdsr(recipe: VDSRRecipe, scales, images, seed, device) -> Setup:
+def _build_vdsr(recipe: VDSRRecipe, images, seed: int, device) -> Run:
     kwargs = dict(depth=recipe.depth, width=recipe.width)
     net = VDSR(**kwargs)
     dataset = MultiScalePatchDataset(
         images,
-        scales=scales,
+        scales=recipe.scales,
         patch_size=recipe.hr_patch,
         patches_per_image=recipe.patches_per_image,
         seed=seed,
     )
+    optimizer: torch.optim.Optimizer
     if recipe.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             net.parameters(),
@@ -390,7 +340,7 @@ def _build_vdsr(recipe: VDSRRecipe, scales, images, seed, device) -> Setup:
         if recipe.clip == "adjustable":
             clip = AdjustableGradClip(theta=recipe.clip_theta)
         elif recipe.clip == "norm":
-            clip = recipe.clip_norm
+            clip = clip_norm(recipe.clip_norm)
         else:
             raise ValueError(f'VDSRRecipe.clip={recipe.clip!r}; use "norm" or "adjustable"')
     elif recipe.optimizer == "adam":
@@ -398,13 +348,13 @@ def _build_vdsr(recipe: VDSRRecipe, scales, images, seed, device) -> Setup:
         clip = None  # Adam's steps are already bounded by lr
     else:
         raise ValueError(f'VDSRRecipe.optimizer={recipe.optimizer!r}; use "sgd" or "adam"')
-    scheduler = _step_lr(optimizer, recipe)
-    return Setup(net, kwargs, net, dataset, optimizer, scheduler, _half_sum_squares, None, clip)
+    return _supervised(net, kwargs, dataset, optimizer, _half_sum_squares, recipe, clip)
 
 
-def _rgb_patches(recipe, scale: int, images, seed: int) -> PatchDataset:
+def _rgb_patches(recipe, images, seed: int) -> PatchDataset:
     """96 px HR patches; the few training images smaller than that (T91 has 78 px ones)
     are left out rather than failing the run."""
+    (scale,) = recipe.scales
     hr_patch = recipe.lr_patch * scale
     large = [image for image in images if min(image.shape[-2:]) // scale * scale >= hr_patch]
     if not large:
@@ -419,17 +369,16 @@ def _rgb_patches(recipe, scale: int, images, seed: int) -> PatchDataset:
     )
 
 
-def _build_srresnet(recipe: SRResNetRecipe, scales, images, seed, device) -> Setup:
-    (scale,) = scales
+def _build_srresnet(recipe: SRResNetRecipe, images, seed: int, device) -> Run:
+    (scale,) = recipe.scales
     kwargs = dict(scale=scale, blocks=recipe.blocks, width=recipe.width)
     net = SRResNet(**kwargs)
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
-    dataset = _rgb_patches(recipe, scale, images, seed)
-    return Setup(net, kwargs, net, dataset, optimizer, _step_lr(optimizer, recipe), _mse)
+    return _supervised(net, kwargs, _rgb_patches(recipe, images, seed), optimizer, _mse, recipe)
 
 
-def _build_srgan(recipe: SRGANRecipe, scales, images, seed, device) -> Setup:
-    (scale,) = scales
+def _build_srgan(recipe: SRGANRecipe, images, seed: int, device) -> Run:
+    (scale,) = recipe.scales
     init = recipe.generator_init or checkpoint_path("srresnet", scale)
     if not Path(init).is_file():
         raise FileNotFoundError(
@@ -444,16 +393,22 @@ def _build_srgan(recipe: SRGANRecipe, scales, images, seed, device) -> Setup:
     opt_G = torch.optim.Adam(G.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
     step = SRGANStep(
-        G, D, content, opt_G=opt_G, opt_D=opt_D, adversarial_weight=recipe.adversarial_weight
+        G,
+        D,
+        content,
+        opt_G=opt_G,
+        opt_D=opt_D,
+        adversarial_weight=recipe.adversarial_weight,
+        precision=recipe.precision,
     )
     schedulers = None
     if recipe.lr_decay_every is not None:
         schedulers = {"G": _step_lr(opt_G, recipe), "D": _step_lr(opt_D, recipe)}
-    dataset = _rgb_patches(recipe, scale, images, seed)
-    return Setup(G, kwargs, step.models, dataset, step.optimizers, schedulers, None, step)
+    dataset = _rgb_patches(recipe, images, seed)
+    return Run(G, kwargs, step, step.optimizers, dataset, step.models, schedulers)
 
 
-BUILDERS: dict[str, Callable[..., Setup]] = {
+BUILDERS: dict[str, Callable[..., Run]] = {
     "srcnn": _build_srcnn,
     "espcn": _build_espcn,
     "vdsr": _build_vdsr,
@@ -468,207 +423,113 @@ BUILDERS: dict[str, Callable[..., Setup]] = {
 def train_sr(
     name: str,
     *,
-    scale: int | Sequence[int] | None = None,
     steps: int,
     out: str | os.PathLike,
+    recipe: Any = None,
     seed: int = 0,
     workdir: str | os.PathLike | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
     validate_on: str | Sequence[tuple[str, torch.Tensor]] | None = "Set5",
     progress: bool = True,
     device: str | torch.device | None = None,
-    recipe: Any = None,
-    lr_decay_every: int | None = None,
-    precision: str | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """Train SR model ``name`` by its recipe and write it to ``out`` with ``save_model``.
+    """Train SR model ``name`` by its recipe and write it to ``out`` (``run_recipe``).
 
     Args:
         name: "srcnn", "espcn", "vdsr", "srresnet" or "srgan".
-        scale: the upscaling factor; for VDSR a list of scales mixed in each batch.
-            None: the recipe's ``scales``.
         steps: total optimizer updates (a resumed run counts those already done).
         out: the ``.safetensors`` file to write (atomically, at the end).
+        recipe: a recipe instance (default: ``RECIPES[name]()``); change a
+            hyper-parameter, the scale(s) included, with ``dataclasses.replace``.
+            ``precision="auto"`` becomes "bfloat16" where the device runs it natively.
         seed: seeds the initial weights, the patches and the batches.
         workdir: the checkpoint folder; default ``runs/<name>_x<scale>``. A run there is
             resumed (its recipe must be the same; ``steps`` may grow).
-        batch_size, lr, lr_decay_every: override the recipe's (lr_decay_every: steps
-            between x``lr_decay`` cuts; 0 for a constant rate).
-        precision: override the recipe's: "float32", "bfloat16" (mixed precision, see
-            ``training.train``) or "auto" (bfloat16 where ``runmode.native_bf16(device)``,
-            else float32). SRGAN trains in float32 only ("auto" is float32 there).
         validate_on: images for the periodic PSNR-Y and the final metrics: an SR set's
             name, a list of (name, HR image) (e.g. two Set5 images in a smoke run), or
             None for neither.
         progress: show a progress bar.
         device: None picks CUDA, then MPS, then CPU.
-        recipe: a recipe instance (default: ``RECIPES[name]()``).
+        command: how ``out`` is made, stored in its metadata (``nstcourse train-sr``
+            passes its command line); None: this Python call.
 
     Returns:
         the metadata written into ``out``: {"model", "class", "kwargs", "scale" or
-        "scales", "recipe": {...}, "metrics": {...}}, plus "history": the training
-        history of ``training.train`` (loss per step, validations), which is not
-        stored in ``out``.
+        "scales", "recipe": {...}, "metrics": {<set>: {"x<s>": PSNR-Y, SSIM-Y and
+        bicubic's}, "train": ...}}, plus "history" (not stored).
 
     A Ctrl-C (KeyboardInterrupt) propagates; the checkpoint in ``workdir`` is complete
     and the same call resumes from it.
     """
-    spec = model_spec(name)
-    if name not in RECIPES:
-        raise ValueError(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
-    recipe = RECIPES[name]() if recipe is None else recipe
-    if not isinstance(recipe, RECIPES[name]):
-        raise TypeError(f"recipe for {name} must be a {RECIPES[name].__name__}")
-    scales = _scales(name, scale, recipe)
-    recipe = replace(recipe, scales=scales)
-    if batch_size is not None:
-        recipe = replace(recipe, batch_size=batch_size)
-    if lr is not None:
-        recipe = replace(recipe, lr=lr)
-    if lr_decay_every is not None:
-        if lr_decay_every < 0:
-            raise ValueError(f"lr_decay_every must be >= 0 (0: never), got {lr_decay_every}")
-        recipe = replace(recipe, lr_decay_every=lr_decay_every or None)
+    recipe = checked_recipe(name, recipe)
     device = pick_device(device)
-    if precision is not None:
-        recipe = _with_precision(name, recipe, precision, device)
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if recipe.batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {recipe.batch_size}")
-    if not recipe.lr > 0:
-        raise ValueError(f"lr must be positive, got {recipe.lr}")
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"out={out}: the checkpoint must be a .safetensors file")
-    workdir = Path(workdir) if workdir is not None else default_workdir(name, scales)
-    check_workdir(workdir, name, recipe, seed)
-
-    start = time.perf_counter()
-    images = load_training_images(recipe.data, max_images=recipe.max_images)
+    recipe = replace(recipe, precision=resolve_precision(recipe.precision, device))
+    scales = recipe.scales
     if validate_on is None or isinstance(validate_on, str):
         val_images = load_sr_set(validate_on) if validate_on else None
         val_name = validate_on
     else:
         val_images = list(validate_on)
         val_name = "+".join(stem for stem, _ in val_images)  # e.g. "baby+bird"
-    torch.manual_seed(seed)  # the initial weights
-    setup = BUILDERS[name](recipe, scales, images, seed, device)
-    batches = sample_batches(setup.dataset, batch_size=recipe.batch_size, seed=seed)
-    validate = None
-    if val_images is not None:
 
-        def validate(_model: nn.Module) -> dict[str, float]:
-            return {"psnr_y": evaluate(setup.net, name, scales[0], val_images)["psnr_y"]}
+    def build(recipe: Any, seed: int, device: torch.device) -> Run:
+        images = load_training_images(recipe.data, max_images=recipe.max_images)
+        run = BUILDERS[name](recipe, images, seed, device)
+        run.info = {"data_images": len(images), "validate_on": val_name}
+        run.validate_every = recipe.validate_every
 
-    resumed_from = checkpoint_step(workdir)
-    add_wall_time(workdir, time.perf_counter() - start)  # train() adds its own time
-    history = train(
-        setup.model,
-        setup.loss_fn,
-        batches,
+        def finish(history: dict[str, list]) -> dict[str, Any]:
+            multi = model_spec(name).multi_scale
+            report: dict[str, Any] = {"scales": list(scales)} if multi else {"scale": scales[0]}
+            if val_images is not None:
+                results = {f"x{s}": evaluate(run.net, name, s, val_images) for s in scales}
+                report["metrics"] = {val_name: results}
+            return report
+
+        run.finish = finish
+        if val_images is not None:
+
+            def validate(_model: nn.Module) -> dict[str, float]:
+                return {"psnr_y": evaluate(run.net, name, scales[0], val_images)["psnr_y"]}
+
+            run.validate = validate
+        return run
+
+    return run_recipe(
+        name,
+        recipe,
+        build,
         steps=steps,
-        optimizer=setup.optimizer,
-        scheduler=setup.scheduler,
-        clip_grad=setup.clip_grad,
-        validate=validate,
-        validate_every=recipe.validate_every,
-        checkpoint=workdir,
-        checkpoint_every=recipe.checkpoint_every,
+        out=out,
+        workdir=workdir if workdir is not None else default_workdir(name, scales),
+        command=command or f"train_sr({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
+        seed=seed,
         progress=progress,
         device=device,
-        update=setup.update,
-        precision=recipe.precision,
     )
-    evaluation_start = time.perf_counter()
-    metrics: dict[str, Any] = {}
-    if val_images is not None:
-        results = {f"x{s}": evaluate(setup.net, name, s, val_images) for s in scales}
-        metrics[val_name] = results
-    losses = history["loss"][-100:]
-    metrics["train"] = {
-        "final_loss_mean_last_100": sum(losses) / len(losses) if losses else None,
-        "validation": history["validation"],
-    }
-    scale_info = {"scales": list(scales)} if spec.multi_scale else {"scale": scales[0]}
-    metadata = {
-        "model": name,
-        **scale_info,
-        "recipe": {
-            **jsonable(asdict(recipe)),
-            "name": name,
-            "steps": steps,
-            "seed": seed,
-            "data_images": len(images),
-            "validate_on": val_name,
-            "command": _command(
-                name, scales, steps, out, seed, batch_size, lr, lr_decay_every, precision
-            ),
-            "torch": torch.__version__,
-            "device": device_name(device),
-            "wall_time_s": round(add_wall_time(workdir, time.perf_counter() - evaluation_start), 1),
-            "resumed_from_step": resumed_from,
-        },
-        "metrics": metrics,
-    }
-    save_model(setup.net, out, kwargs=setup.kwargs, metadata=metadata)
-    return {
-        "class": type(setup.net).__name__,
-        "kwargs": setup.kwargs,
-        **metadata,
-        "history": history,
-    }
+
+
+def checked_recipe(name: str, recipe: Any = None) -> Any:
+    """``recipe`` (default ``RECIPES[name]()``) after checking its type and scales."""
+    if name not in RECIPES:
+        raise ValueError(f"no training recipe for {name!r}; known: {', '.join(RECIPES)}")
+    recipe = RECIPES[name]() if recipe is None else recipe
+    if not isinstance(recipe, RECIPES[name]):
+        raise TypeError(f"recipe for {name} must be a {RECIPES[name].__name__}")
+    scales = tuple(recipe.scales)
+    if not scales or any(not isinstance(s, int) or s < 2 for s in scales):
+        raise ValueError(f"scales must be integers >= 2, got {recipe.scales!r}")
+    if len(set(scales)) != len(scales):
+        raise ValueError(f"scales {recipe.scales!r} repeat a scale")
+    if len(scales) > 1 and not model_spec(name).multi_scale:
+        raise ValueError(f"{name} is trained for one scale at a time, got {recipe.scales!r}")
+    if name in ("srresnet", "srgan") and any(s & (s - 1) for s in scales):
+        raise ValueError(f"{name} upsamples by 2 per block: scale must be 2, 4, 8 …, got {scales}")
+    if recipe.lr_decay_every is not None and recipe.lr_decay_every < 1:
+        raise ValueError(f"lr_decay_every must be >= 1 (None: never), got {recipe.lr_decay_every}")
+    return replace(recipe, scales=scales)
 
 
 def default_workdir(name: str, scales: Sequence[int]) -> Path:
     """``runs/<name>_x<scale>`` (``runs/vdsr_x2-3-4`` for several scales)."""
     return Path("runs") / f"{name}_x{'-'.join(map(str, scales))}"
-
-
-def resolve_scales(name: str, scale: int | Sequence[int] | None) -> tuple[int, ...]:
-    """The scales ``train_sr(name, scale=scale)`` trains: checked, recipe default for None."""
-    return _scales(name, scale, RECIPES[name]())
-
-
-def _scales(name: str, scale, recipe) -> tuple[int, ...]:
-    if scale is None:
-        scales = tuple(recipe.scales)
-    elif isinstance(scale, int):
-        scales = (scale,)
-    else:
-        scales = tuple(scale)
-    if not scales or any(not isinstance(s, int) or s < 2 for s in scales):
-        raise ValueError(f"scale must be an integer >= 2 (or a list for vdsr), got {scale!r}")
-    if len(set(scales)) != len(scales):
-        raise ValueError(f"scale {scale!r} repeats a scale")
-    if len(scales) > 1 and not model_spec(name).multi_scale:
-        raise ValueError(f"{name} is trained for one scale at a time, got {scale!r}")
-    if name in ("srresnet", "srgan") and any(s & (s - 1) for s in scales):
-        raise ValueError(f"{name} upsamples by 2 per block: scale must be 2, 4, 8 …, got {scale}")
-    return scales
-
-
-def _with_precision(name: str, recipe, precision: str, device: torch.device):
-    """``recipe`` with ``precision`` ("auto" resolved). SRGAN's update is float32 only."""
-    if precision == "auto":
-        precision = "bfloat16" if native_bf16(device) and name != "srgan" else "float32"
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}; use 'auto' or one of {PRECISIONS}")
-    if name == "srgan" and precision != "float32":
-        raise ValueError(f"precision={precision!r}: srgan trains in float32 only")
-    return replace(recipe, precision=precision)
-
-
-def _command(name, scales, steps, out, seed, batch_size, lr, lr_decay_every, precision) -> str:
-    parts = ["nstcourse train-sr", name, "--scale", ",".join(map(str, scales))]
-    parts += ["--steps", str(steps), "--seed", str(seed)]
-    if batch_size is not None:
-        parts += ["--batch-size", str(batch_size)]
-    if lr is not None:
-        parts += ["--lr", f"{lr:g}"]
-    if lr_decay_every is not None:
-        parts += ["--lr-decay-every", str(lr_decay_every)]
-    if precision is not None:
-        parts += ["--precision", precision]
-    return " ".join([*parts, "-o", str(out)])

@@ -13,7 +13,7 @@ adain      ``adain.safetensors``            AdaIN decoder (relu3_1), any style  
 
 The four single-style networks use the style images that lengstrom's reference nets
 (data pack ``weights/fast_style_engstrom``) were trained on, so the two can be compared.
-Each file is written by ``style_recipes.train_style`` (``nstcourse train-style``) and
+Each file is written by ``style.recipes.train_style`` (``nstcourse train-style``) and
 holds its recipe and metrics (``checkpoint_info``).
 """
 
@@ -26,12 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nstcourse.adain import STYLE_LAYERS, AdaINNet, Decoder
-from nstcourse.fast_style import TransformNet
+from nstcourse.checkpoints import checkpoint_info, find_checkpoints_dir, load_model
 from nstcourse.features import VGGFeatures
 from nstcourse.runmode import pick_device
-from nstcourse.superres import checkpoint_info, find_checkpoints_dir
-from nstcourse.training import load_model
+from nstcourse.style.adain import STYLE_LAYERS, AdaINNet, Decoder
+from nstcourse.style.fast_style import TransformNet
 
 # The style image (relative to the data dir) of each single-style network.
 JOHNSON_STYLES = {

@@ -1,4 +1,4 @@
-"""Super-resolution data: the papers' degradation, YCbCr, benchmark sets and patches.
+"""Super-resolution data: the papers' degradation, benchmark sets and patches.
 
 SRCNN (Dong et al. 2014), VDSR (Kim et al. 2016), ESPCN (Shi et al. 2016) and SRGAN
 (Ledig et al. 2017) all make the low-resolution (LR) input from a high-resolution (HR)
@@ -6,10 +6,11 @@ image the same way, in MATLAB:
 
     hr = modcrop(hr, s);  lr = imresize(hr, 1/s, 'bicubic');
 
-and score on the luminance Y of MATLAB's ``rgb2ycbcr``. PSNRs are only comparable
-when this is reproduced exactly, so ``imresize(method="matlab")`` re-implements
-MATLAB's bicubic resize (antialiased when shrinking, mirrored borders); ``"pil"`` and
-``"torch"`` are the two resizes PyTorch code often uses instead, to show the difference.
+and score on the luminance Y of MATLAB's ``rgb2ycbcr`` (``colour.y_channel``). PSNRs
+are only comparable when this is reproduced exactly, so ``imresize(method="matlab")``
+re-implements MATLAB's bicubic resize (antialiased when shrinking, mirrored borders);
+``"pil"`` and ``"torch"`` are the two resizes PyTorch code often uses instead, to show
+the difference.
 
 Images are float tensors (N, C, H, W) in [0, 1], RGB unless said otherwise.
 """
@@ -28,24 +29,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nstcourse import data
-from nstcourse.images import from_pil, load_image, to_pil
+from nstcourse.colour import _check_rgb, quantize_8bit, y_channel
+from nstcourse.images import IMAGE_SUFFIXES, from_pil, load_image, to_pil
 
 METHODS = ("matlab", "pil", "torch")
 SR_SETS = ("Set5", "Set14", "BSD100", "Urban100_subset20", "T91")
-IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
-
-# ITU-R BT.601 studio range, MATLAB's rgb2ycbcr for double RGB in [0, 1]:
-# [Y, Cb, Cr] = (OFFSET + RGB_TO_YCBCR_255 @ [R, G, B]) / 255, so Y is in [16, 235] / 255.
-RGB_TO_YCBCR_255 = torch.tensor(
-    [
-        [65.481, 128.553, 24.966],
-        [-37.797, -74.203, 112.0],
-        [112.0, -93.786, -18.214],
-    ],
-    dtype=torch.float64,
-)
-YCBCR_OFFSET_255 = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64)
-
 
 # --- cropping and resizing ------------------------------------------------------------
 
@@ -196,11 +184,6 @@ def _resize_pil(image: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
     return torch.stack(out).to(device=image.device, dtype=image.dtype)
 
 
-def quantize_8bit(image: torch.Tensor) -> torch.Tensor:
-    """Clamp to [0, 1] and round to the 256 levels of an 8-bit image (x = round(255 x)/255)."""
-    return torch.round(image.clamp(0, 1) * 255) / 255
-
-
 def degrade(
     hr: torch.Tensor, scale: int, *, method: str = "matlab", quantize: bool = True
 ) -> torch.Tensor:
@@ -229,44 +212,6 @@ def bicubic_upscale(lr: torch.Tensor, scale: int, *, method: str = "matlab") -> 
 
 
 # --- colour ---------------------------------------------------------------------------
-
-
-def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
-    """MATLAB's ``rgb2ycbcr`` for double images (ITU-R BT.601, studio range).
-
-    .. math::
-        Y  = (16 + 65.481 R + 128.553 G + 24.966 B) / 255 \\\\
-        Cb = (128 - 37.797 R - 74.203 G + 112.0 B) / 255 \\\\
-        Cr = (128 + 112.0 R - 93.786 G - 18.214 B) / 255
-
-    (N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) YCbCr; Y in [16, 235] / 255, Cb and Cr in
-    [16, 240] / 255. Not rounded (MATLAB rounds only for uint8 input).
-    """
-    _check_rgb(image, "image")
-    matrix = RGB_TO_YCBCR_255.to(image.device, image.dtype) / 255
-    offset = (YCBCR_OFFSET_255.to(image.device, image.dtype) / 255).view(1, 3, 1, 1)
-    return torch.einsum("ij,njhw->nihw", matrix, image) + offset
-
-
-def ycbcr_to_rgb(image: torch.Tensor) -> torch.Tensor:
-    """Inverse of ``rgb_to_ycbcr`` (the exact matrix inverse, as MATLAB's ``ycbcr2rgb``).
-
-    (N, 3, H, W) YCbCr -> (N, 3, H, W) RGB; not clamped.
-    """
-    _check_rgb(image, "image")
-    inverse = torch.linalg.inv(RGB_TO_YCBCR_255 / 255).to(image.device, image.dtype)
-    offset = (YCBCR_OFFSET_255.to(image.device, image.dtype) / 255).view(1, 3, 1, 1)
-    return torch.einsum("ij,njhw->nihw", inverse, image - offset)
-
-
-def y_channel(image: torch.Tensor) -> torch.Tensor:
-    """The luminance Y of ``rgb_to_ycbcr``: (N, 3, H, W) RGB -> (N, 1, H, W) in [16, 235]/255."""
-    return rgb_to_ycbcr(image)[:, :1]
-
-
-def _check_rgb(image: torch.Tensor, name: str) -> None:
-    if image.dim() != 4 or image.shape[1] != 3:
-        raise ValueError(f"{name} must be (N, 3, H, W), got shape {tuple(image.shape)}")
 
 
 # --- benchmark and training sets ------------------------------------------------------

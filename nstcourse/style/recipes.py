@@ -29,33 +29,22 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
-from nstcourse import data
-from nstcourse.adain import INPUT_SCALE, STYLE_LAYERS, AdaINNet, Decoder
-from nstcourse.fast_style import PerceptualLoss, TransformNet
+from nstcourse.data import load_style_images, load_training_images
 from nstcourse.features import VGGFeatures
-from nstcourse.images import load_image, resize_long_side
+from nstcourse.images import resize_long_side
+from nstcourse.recipes import Run, device_name, run_recipe
 from nstcourse.runmode import pick_device
-from nstcourse.sr_recipes import load_training_images
-from nstcourse.training import (
-    add_wall_time,
-    check_workdir,
-    checkpoint_step,
-    device_name,
-    jsonable,
-    sample_batches,
-    save_model,
-    train,
-    wall_time,
-)
+from nstcourse.style.adain import INPUT_SCALE, STYLE_LAYERS, AdaINNet, Decoder
+from nstcourse.style.fast_style import PerceptualLoss, TransformNet
+from nstcourse.training import supervised_step
 
 PHOTOS = "photos/bsds500_train"
 # Public-domain paintings of the data pack (candy, mosaic: licence unknown; rain-princess:
@@ -244,61 +233,7 @@ class ContentStylePairs(Dataset):
         return self.content[index], self.style[int(rng.integers(0, len(self.style)))]
 
 
-def load_style_images(paths: Sequence[str], *, long_side: int | None = None) -> list[torch.Tensor]:
-    """Style images (1, 3, H, W) in [0, 1]: absolute paths, or relative to the data dir."""
-    images = []
-    for name in paths:
-        path = Path(name)
-        if not path.is_absolute():
-            root = data.data_dir()
-            if root is None:
-                raise FileNotFoundError(
-                    f"style image {name}: ${data.DATA_DIR_ENV} is not set; set it to the data "
-                    "pack, or give absolute paths"
-                )
-            path = root / path
-        if not path.is_file():
-            raise FileNotFoundError(f"style image not found: {path}")
-        images.append(load_image(path, long_side=long_side))
-    return images
-
-
-# --- one update ------------------------------------------------------------------------------
-
-
-class StyleStep:
-    """One optimiser update for ``training.train(update=...)``, logging every loss term.
-
-    ``terms(batch) -> {"total": …, <term>: …}`` (scalar tensors); returns floats
-    {"loss": total, <term>: …} so that each term is in the history (and the checkpoint).
-    """
-
-    def __init__(self, terms: Callable[[Any], dict], optimizer: torch.optim.Optimizer):
-        self.terms, self.optimizer = terms, optimizer
-
-    def __call__(self, batch) -> dict[str, float]:
-        terms = self.terms(batch)
-        total = terms["total"]
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"loss is {total.item()}")  # before it reaches the weights
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        return {"loss": total.item(), **{k: v.item() for k, v in terms.items() if k != "total"}}
-
-
-@dataclass
-class Setup:
-    """What ``training.train`` needs for one recipe, plus what to save and time."""
-
-    net: nn.Module  # saved: TransformNet, or the AdaIN Decoder
-    kwargs: dict[str, Any]  # rebuilds net: type(net)(**kwargs)
-    dataset: Dataset
-    optimizer: torch.optim.Optimizer
-    step: StyleStep
-    stylize: Callable[[torch.Tensor], torch.Tensor]  # for the speed measurement
-    vgg: VGGFeatures
-    style_weight: float  # λ_s as used (the recipe's None resolved)
+# --- building a run --------------------------------------------------------------------------
 
 
 def _photos(recipe, seed: int) -> RandomCrops:
@@ -312,7 +247,7 @@ def _photos(recipe, seed: int) -> RandomCrops:
     )
 
 
-def _build_transform(name: str, recipe: JohnsonRecipe, seed: int, device) -> Setup:
+def _build_transform(recipe: JohnsonRecipe, seed: int, device) -> Run:
     count = len(recipe.styles)
     layers = list(dict.fromkeys([*recipe.content_layers, *recipe.style_layers]))
     vgg = VGGFeatures(layers, arch="vgg19", device=device)
@@ -337,20 +272,20 @@ def _build_transform(name: str, recipe: JohnsonRecipe, seed: int, device) -> Set
     if count > 1:
         dataset = WithStyleIndex(dataset, num_styles=count, seed=seed)
 
-        def terms(batch):
+        def terms(net, batch):
             x, index = batch
             return loss(net(x, _one_hot(index, count)), x, style=index)
 
     else:
 
-        def terms(batch):
+        def terms(net, batch):
             return loss(net(batch), batch)
 
     def stylize(x):
         return net(x, 0 if count > 1 else None)
 
-    step = StyleStep(terms, optimizer)
-    return Setup(net, kwargs, dataset, optimizer, step, stylize, vgg, style_weight)
+    run = Run(net, kwargs, supervised_step(net, terms, optimizer), optimizer, dataset)
+    return _with_speed(run, stylize, recipe, vgg, style_weight, device)
 
 
 def _one_hot(index: torch.Tensor, num_styles: int) -> torch.Tensor:
@@ -358,7 +293,7 @@ def _one_hot(index: torch.Tensor, num_styles: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(index, num_styles).float()
 
 
-def _build_adain(name: str, recipe: AdaINRecipe, seed: int, device) -> Setup:
+def _build_adain(recipe: AdaINRecipe, seed: int, device) -> Run:
     vgg = VGGFeatures(list(STYLE_LAYERS[recipe.layer]), arch="vgg19", device=device)
     kwargs = {"layer": recipe.layer, "input_scale": INPUT_SCALE[vgg.weights_info.convention]}
     decoder = Decoder(**kwargs)
@@ -373,7 +308,7 @@ def _build_adain(name: str, recipe: AdaINRecipe, seed: int, device) -> Setup:
     dataset = ContentStylePairs(_photos(recipe, seed), paintings, seed=seed)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=recipe.lr)
 
-    def terms(batch):
+    def terms(_decoder, batch):
         content, style = batch
         return model.loss(content, style, style_weight=recipe.style_weight)
 
@@ -382,11 +317,39 @@ def _build_adain(name: str, recipe: AdaINRecipe, seed: int, device) -> Setup:
     def stylize(x):
         return model(x, style_image.to(x.device))
 
-    step = StyleStep(terms, optimizer)
-    return Setup(decoder, kwargs, dataset, optimizer, step, stylize, vgg, recipe.style_weight)
+    step = supervised_step(decoder, terms, optimizer)
+    run = Run(decoder, kwargs, step, optimizer, dataset)
+    return _with_speed(run, stylize, recipe, vgg, recipe.style_weight, device)
 
 
-BUILDERS: dict[str, Callable[..., Setup]] = {
+def _with_speed(run: Run, stylize, recipe, vgg: VGGFeatures, style_weight: float, device) -> Run:
+    """The style track's metadata: λ_s as used, the measured speed and the VGG it needs."""
+    run.info = {"style_weight": style_weight}
+
+    def finish(history: dict[str, list]) -> dict[str, Any]:
+        speed = ms_per_image(stylize, size=recipe.time_size, device=device)
+        info = vgg.weights_info
+        return {
+            "metrics": {
+                "speed": {
+                    f"ms_per_{recipe.time_size}px_image": round(speed, 2),
+                    "device": device_name(device),
+                    "mode": "eager, inference_mode, batch 1",
+                }
+            },
+            "vgg": {
+                "arch": "vgg19",
+                "file": Path(info.path).name,
+                "convention": info.convention,
+                "random_layers": vgg.random_layers,
+            },
+        }
+
+    run.finish = finish
+    return run
+
+
+BUILDERS: dict[str, Callable[..., Run]] = {
     "johnson": _build_transform,
     "cin": _build_transform,
     "adain": _build_adain,
@@ -426,31 +389,30 @@ def train_style(
     *,
     steps: int,
     out: str | os.PathLike,
-    styles: Sequence[str] | None = None,
-    workdir: str | os.PathLike | None = None,
-    seed: int = 0,
     recipe: Any = None,
+    seed: int = 0,
+    workdir: str | os.PathLike | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Train style network ``name`` by its recipe and write it to ``out`` with ``save_model``.
+    """Train style network ``name`` by its recipe and write it to ``out`` (``run_recipe``).
 
     Args:
         name: "johnson", "cin" or "adain".
         steps: total optimizer updates (a resumed run counts those already done).
         out: the ``.safetensors`` file to write (atomically, at the end).
-        styles: style image paths (absolute, or relative to the data dir); None: the
-            recipe's. johnson: one; cin: S ≥ 2 (their order is the style index); adain:
-            the paintings to train on.
+        recipe: a recipe instance (default: ``RECIPES[name]()``); change a
+            hyper-parameter with ``dataclasses.replace``. Its ``styles`` are image paths
+            (absolute, or relative to the data dir): johnson one; cin S ≥ 2 (their order
+            is the style index); adain the paintings to train on.
+        seed: seeds the initial weights, the crops and the batches.
         workdir: the checkpoint folder; default ``runs/<name>``. A run there is resumed
             (its recipe and seed must be the same; ``steps`` may grow).
-        seed: seeds the initial weights, the crops and the batches.
-        recipe: a recipe instance (default: ``RECIPES[name]()``).
         progress: show a progress bar.
         device: None picks CUDA, then MPS, then CPU.
-        command: the command line stored in the metadata as how ``out`` was made
-            (``nstcourse train-style`` passes its own); None: this Python call.
+        command: how ``out`` is made, stored in its metadata (``nstcourse train-style``
+            passes its command line); None: this Python call.
 
     Returns:
         the metadata written into ``out`` ({"model", "class", "kwargs", "recipe",
@@ -464,82 +426,21 @@ def train_style(
     recipe = RECIPES[name]() if recipe is None else recipe
     if type(recipe) is not RECIPES[name]:
         raise TypeError(f"recipe for {name} must be a {RECIPES[name].__name__}")
-    if styles is not None:
-        recipe = replace(recipe, styles=tuple(str(s) for s in styles))
+    recipe = replace(recipe, styles=tuple(str(s) for s in recipe.styles))
     count = len(recipe.styles)
     if name == "johnson" and count != 1:
         raise ValueError(f"johnson trains one style, got {count}; use 'cin' for several")
     if name in ("cin", "adain") and count < 2:
         raise ValueError(f"{name} trains on several styles, got {count}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if recipe.batch_size < 1 or not recipe.lr > 0:
-        raise ValueError(f"batch_size={recipe.batch_size}, lr={recipe.lr} must be positive")
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"out={out}: the checkpoint must be a .safetensors file")
-    workdir = Path(workdir) if workdir is not None else Path("runs") / name
-    device = pick_device(device)
-    check_workdir(workdir, name, recipe, seed)
-
-    start = time.perf_counter()
-    torch.manual_seed(seed)  # the initial weights
-    setup = BUILDERS[name](name, recipe, seed, device)
-    resumed_from = checkpoint_step(workdir)
-    add_wall_time(workdir, time.perf_counter() - start)  # the setup; train() adds its own
-    history = train(
-        setup.net,
-        None,
-        sample_batches(setup.dataset, batch_size=recipe.batch_size, seed=seed),
+    return run_recipe(
+        name,
+        recipe,
+        BUILDERS[name],
         steps=steps,
-        optimizer=setup.optimizer,
-        checkpoint=workdir,
-        checkpoint_every=recipe.checkpoint_every,
+        out=out,
+        workdir=workdir if workdir is not None else Path("runs") / name,
+        command=command or f"train_style({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
+        seed=seed,
         progress=progress,
         device=device,
-        update=setup.step,
     )
-    setup.net.eval()
-    speed = ms_per_image(setup.stylize, size=recipe.time_size, device=device)
-    terms = [key for key in history if key not in ("step", "validation")]
-    final = {
-        f"{key}_mean_last_100": sum(history[key][-100:]) / len(history[key][-100:]) for key in terms
-    }
-    info = setup.vgg.weights_info
-    metadata = {
-        "model": name,
-        "recipe": {
-            **jsonable(asdict(recipe)),
-            "style_weight": setup.style_weight,
-            "name": name,
-            "steps": steps,
-            "seed": seed,
-            "command": command
-            or f"train_style({name!r}, steps={steps}, seed={seed}, out={str(out)!r})",
-            "torch": torch.__version__,
-            "device": device_name(device),
-            "wall_time_s": round(wall_time(workdir), 1),
-            "resumed_from_step": resumed_from,
-        },
-        "metrics": {
-            "train": final,
-            "speed": {
-                f"ms_per_{recipe.time_size}px_image": round(speed, 2),
-                "device": device_name(device),
-                "mode": "eager, inference_mode, batch 1",
-            },
-        },
-        "vgg": {
-            "arch": "vgg19",
-            "file": Path(info.path).name,
-            "convention": info.convention,
-            "random_layers": setup.vgg.random_layers,
-        },
-    }
-    save_model(setup.net, out, kwargs=setup.kwargs, metadata=metadata)
-    return {
-        "class": type(setup.net).__name__,
-        "kwargs": setup.kwargs,
-        **metadata,
-        "history": history,
-    }

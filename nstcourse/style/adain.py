@@ -35,7 +35,7 @@ from torch import nn
 
 from nstcourse.colour import match_colour
 from nstcourse.features import VGGFeatures
-from nstcourse.weights import conv_channels, layer_names
+from nstcourse.vgg_weights import conv_channels, layer_names
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # where the decoder may start
 INPUT_SCALE = {"caffe": 1 / 255, "torchvision": 1.0}  # Decoder(input_scale=) by VGG convention

@@ -2,67 +2,67 @@
 
 ``nstcourse upscale IN -o OUT --model espcn --scale 3``
     upscale an image, or every image in a folder, with a course checkpoint
-    (``nstcourse.superres``).
+    (``nstcourse.sr.models``).
 ``nstcourse train-sr MODEL --scale S --steps N -o OUT``
-    train a checkpoint by its recipe (``nstcourse.sr_recipes.train_sr``); Ctrl-C keeps a
+    train a checkpoint by its recipe (``nstcourse.sr.recipes.train_sr``); Ctrl-C keeps a
     resumable checkpoint and the same command resumes.
 
-Both write their outputs atomically: after a failure or Ctrl-C there is no partial file.
-Exit codes: 0 done; 1 some images in a folder failed, or training failed (NaN loss);
-2 bad input (found before any work); 130 interrupted.
+Outputs and exit codes as in ``cli.common``.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
-from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from nstcourse.cli_args import items, number, positive
+from nstcourse.checkpoints import checkpoint_info
+from nstcourse.cli.common import (
+    UsageError,
+    add_training_options,
+    check_device,
+    check_output,
+    command_line,
+    count,
+    each_image,
+    items,
+    number,
+    run_command,
+    run_training,
+)
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, save_image
-from nstcourse.sr_recipes import RECIPES, default_workdir, resolve_scales, train_sr
-from nstcourse.superres import (
+from nstcourse.sr.models import (
     MODELS,
-    checkpoint_info,
     checkpoint_scales,
     load_pretrained,
     load_sr_checkpoint,
     model_spec,
     super_resolve,
 )
+from nstcourse.sr.recipes import RECIPES, checked_recipe, default_workdir, train_sr
 from nstcourse.training import PRECISIONS
-from nstcourse.weights import WeightsError
 
 UPSCALE = "nstcourse upscale"
 TRAIN_SR = "nstcourse train-sr"
-
-
-class UsageError(ValueError):
-    """Bad input found before any work: exit 2."""
 
 
 # ---------------------------------------------------------------- upscale
 
 
 def _upscale(args: argparse.Namespace) -> int:
-    try:
+    def work() -> int:
         model, scale = _load_upscaler(args)
         if args.input.is_dir():
             return _upscale_folder(args, model, scale)
-        _check_output_file(args.output, args.input)
+        check_output(args.output, [args.input])
         _upscale_one(args, model, scale, args.input, args.output)
-    except KeyboardInterrupt:
-        print(f"{UPSCALE}: interrupted; nothing written to {args.output}", file=sys.stderr)
-        return 130
-    except (OSError, ValueError, WeightsError) as err:
-        print(f"{UPSCALE}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command(UPSCALE, args.output, work)
 
 
 def _load_upscaler(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
@@ -72,7 +72,7 @@ def _load_upscaler(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
     spec = model_spec(args.model)
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input}: no such file or folder")
-    device = _device(args.device)
+    device = check_device(args.device)
     if args.checkpoint is not None:
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
@@ -130,150 +130,71 @@ def _upscale_folder(args: argparse.Namespace, model: torch.nn.Module, scale: int
     )
 
 
-def each_image(
-    command: str,
-    folder: Path,
-    out: Path,
-    run: Callable[[Path, Path], None],
-    *,
-    protected: Sequence[Path] = (),
-) -> int:
-    """``run(image, out / image.name)`` for every image in ``folder``; a bad image is
-    reported and the rest go on. Returns the exit code: 0, 1 (some failed) or 130.
-
-    Raises UsageError before any work if OUT is a file or the input folder, the folder has
-    no images, or an output would replace one of the ``protected`` files.
-    """
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"-o {out}: IN is a folder, so OUT must be a folder too")
-    if out.resolve() == folder.resolve():
-        raise UsageError(f"-o {out} is the input folder; outputs would replace the inputs")
-    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    images = [p for p in files if p.is_file() and p.suffix.lower() in SAVE_FORMATS]
-    if not images:
-        raise UsageError(f"{folder}: no images ({' '.join(SAVE_FORMATS)}) in this folder")
-    keep = {p.resolve() for p in protected}
-    for path in images:
-        if (out / path.name).resolve() in keep:
-            raise UsageError(f"-o {out}: {out / path.name} would replace {path.name}, an input")
-    for path in files:
-        if path not in images:
-            print(f"{command}: skipping {path}: not an image file", file=sys.stderr)
-    failed = []
-    for path in images:
-        try:
-            run(path, out / path.name)
-        except KeyboardInterrupt:
-            print(f"{command}: interrupted; {out / path.name} not written", file=sys.stderr)
-            return 130
-        except (OSError, ValueError) as err:
-            print(f"{command}: error: {err}", file=sys.stderr)
-            failed.append(path.name)
-    if failed:
-        print(
-            f"{command}: {len(failed)} of {len(images)} images failed: {', '.join(failed)}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
-def _check_output_file(out: Path, src: Path) -> None:
-    if out.suffix.lower() not in SAVE_FORMATS:
-        raise UsageError(f"-o {out}: unknown image suffix; use one of {' '.join(SAVE_FORMATS)}")
-    if out.is_dir():
-        raise UsageError(f"-o {out} is a folder; give a file name (or a folder as IN)")
-    if out.exists() and out.resolve() == src.resolve():
-        raise UsageError(f"-o {out} is the input image; choose another name")
-
-
-def _device(name: str | None) -> torch.device | None:
-    from nstcourse.cli import _check_device  # here: cli imports this module
-
-    return _check_device(name)
-
-
 # ---------------------------------------------------------------- train-sr
 
 
 def _train_sr(args: argparse.Namespace) -> int:
+    command = _command(args)
+
+    def workdir() -> Path:
+        return args.workdir or default_workdir(args.model, _recipe(args).scales)
+
     def train() -> str:
-        scales = resolve_scales(args.model, args.scale)
-        if args.output.suffix != ".safetensors":
-            raise UsageError(f"-o {args.output}: the checkpoint must be a .safetensors file")
-        device = _device(args.device)
+        recipe = _recipe(args)  # checked before any work: bad options exit 2
+        device = check_device(args.device)
         start = time.perf_counter()
         metadata = train_sr(
             args.model,
-            scale=list(scales) if len(scales) > 1 else scales[0],
             steps=args.steps,
             out=args.output,
+            recipe=recipe,
             seed=args.seed,
-            workdir=args.workdir or default_workdir(args.model, scales),
-            batch_size=args.batch_size,
-            lr=args.lr,
-            lr_decay_every=args.lr_decay_every,
-            precision=args.precision,
+            workdir=workdir(),
             progress=not args.quiet,
             device=device,
+            command=command,
         )
         return _train_report(args.output, metadata, time.perf_counter() - start)
 
-    def workdir() -> object:  # only asked after an interrupt, when the scales are known
-        return args.workdir or default_workdir(args.model, resolve_scales(args.model, args.scale))
-
-    return run_training(TRAIN_SR, args, _command(args), train, workdir)
+    return run_training(TRAIN_SR, args, command, train, workdir)
 
 
-def run_training(
-    prog: str,
-    args: argparse.Namespace,
-    command: str,
-    train: Callable[[], str],
-    workdir: Callable[[], object],
-) -> int:
-    """Run ``train()`` (which returns its report) for a training command and turn what
-    goes wrong into an exit code: 130 interrupted (the checkpoint in ``workdir()`` is kept
-    and ``command`` resumes), 1 the loss went NaN, 2 bad input; else print the report
-    unless ``args.quiet`` and return 0."""
-    try:
-        report = train()
-    except KeyboardInterrupt:
-        print(
-            f"{prog}: interrupted; {args.output} not written. The last checkpoint in "
-            f"{workdir()} is kept; resume with the same command:\n  {command}",
-            file=sys.stderr,
+def _recipe(args: argparse.Namespace) -> Any:
+    """The model's recipe with the options given on the command line."""
+    overrides = {
+        field: value
+        for field, value in (
+            ("scales", tuple(args.scale) if args.scale else None),
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+            ("precision", args.precision),
         )
-        return 130
-    except FloatingPointError as err:
-        print(f"{prog}: error: training failed: {err}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, TypeError, WeightsError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(report)
-    return 0
+        if value is not None
+    }
+    if args.lr_decay_every is not None:
+        if args.lr_decay_every < 0:
+            raise UsageError(f"--lr-decay-every {args.lr_decay_every}: use N >= 0 (0: never)")
+        overrides["lr_decay_every"] = args.lr_decay_every or None
+    return checked_recipe(args.model, replace(RECIPES[args.model](), **overrides))
 
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that makes (or resumes) this run."""
-    parts = ["nstcourse", "train-sr", args.model]
-    if args.scale is not None:
-        parts += ["--scale", ",".join(map(str, args.scale))]
-    parts += ["--steps", str(args.steps), "-o", str(args.output)]
-    for option, value in (
-        ("--workdir", args.workdir),
-        ("--batch-size", args.batch_size),
-        ("--lr", args.lr),
-        ("--lr-decay-every", args.lr_decay_every),
-        ("--precision", args.precision),
-        ("--seed", args.seed or None),
-        ("--device", args.device),
-    ):
-        if value is not None:
-            parts += [option, str(value)]
-    return shlex.join(parts)
+    return command_line(
+        ["nstcourse", "train-sr", args.model],
+        [
+            ("--scale", ",".join(map(str, args.scale)) if args.scale else None),
+            ("--steps", args.steps),
+            ("-o", args.output),
+            ("--workdir", args.workdir),
+            ("--batch-size", args.batch_size),
+            ("--lr", args.lr),
+            ("--lr-decay-every", args.lr_decay_every),
+            ("--precision", args.precision),
+            ("--seed", args.seed or None),
+            ("--device", args.device),
+        ],
+    )
 
 
 def _train_report(out: Path, metadata: dict, seconds: float) -> str:
@@ -299,10 +220,6 @@ def _scale(text: str) -> int:
 
 def _scales(text: str) -> list[int]:
     return [_scale(item) for item in items(text)]
-
-
-def _count(text: str) -> int:
-    return number(text, int, 1)
 
 
 # ---------------------------------------------------------------- parser
@@ -335,7 +252,7 @@ def _add_upscale(commands: argparse._SubParsersAction) -> None:
         help="a .safetensors file from train-sr instead of the course checkpoint",
     )  # fmt: skip
     p.add_argument(
-        "--tile", type=_count, default=None, metavar="PX",
+        "--tile", type=count, default=None, metavar="PX",
         help="run the network on tiles of at most PX x PX input pixels (less memory)",
     )  # fmt: skip
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
@@ -347,7 +264,7 @@ def _add_train_sr(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "train-sr",
         help="train a super-resolution checkpoint by its recipe",
-        description="Train MODEL by its recipe in nstcourse.sr_recipes and write OUT "
+        description="Train MODEL by its recipe in nstcourse.sr.recipes and write OUT "
         "(safetensors, with the recipe and Set5 PSNR/SSIM in its metadata). Checkpoints go "
         "to --workdir; Ctrl-C keeps the last one and the same command resumes.",
     )
@@ -356,18 +273,7 @@ def _add_train_sr(commands: argparse._SubParsersAction) -> None:
         "--scale", type=_scales, default=None, metavar="S[,S...]",
         help="upscaling factor; several (vdsr) are mixed in each batch (default: the recipe's)",
     )  # fmt: skip
-    p.add_argument("--steps", type=_count, required=True, metavar="N", help="total updates")
-    p.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="OUT", help="the .safetensors file"
-    )
-    p.add_argument(
-        "--workdir", type=Path, default=None,
-        help="checkpoint folder (default runs/<model>_x<scale>); resumed if present",
-    )  # fmt: skip
-    p.add_argument("--batch-size", type=_count, default=None, help="default: the recipe's")
-    p.add_argument(
-        "--lr", type=positive, default=None, help="learning rate (default: the recipe's)"
-    )
+    add_training_options(p, workdir_default="runs/<model>_x<scale>")
     p.add_argument(
         "--lr-decay-every", type=int, default=None, metavar="N",
         help="cut the learning rate by the recipe's factor every N steps; 0: never "
@@ -375,12 +281,9 @@ def _add_train_sr(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--precision", choices=(*PRECISIONS, "auto"), default=None,
-        help="bfloat16: mixed precision, 2.2-3.3x faster on an AMX CPU; auto: "
-        "bfloat16 there, else float32 (default: the recipe's, float32)",
+        help="bfloat16: mixed precision (benchmarks/README.md measures the gain); auto: "
+        "bfloat16 where the hardware runs it natively, else float32 (default: the recipe's)",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_train_sr)
 
 

@@ -1,0 +1,46 @@
+"""The ``nstcourse`` command line: one module per command group, plus ``common``.
+
+``nstcourse run-notebooks [--mode smoke|full] ...``  (``cli.notebooks``)
+    execute the course notebooks headless with papermill and print a table.
+``nstcourse stylize CONTENT STYLE [STYLE ...] -o OUT [options]``  (``cli.stylize``)
+    Gatys style transfer of one image (``nstcourse.style.gatys.stylize``).
+``nstcourse fast-stylize ...``, ``nstcourse train-style ...``  (``cli.style``)
+    feed-forward style networks (``nstcourse.style``).
+``nstcourse upscale ...``, ``nstcourse train-sr ...``  (``cli.sr``)
+    super-resolution (``nstcourse.sr``).
+
+Only this package knows argparse; the library never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from nstcourse.cli.notebooks import add_notebook_commands
+from nstcourse.cli.sr import add_sr_commands
+from nstcourse.cli.style import add_style_commands
+from nstcourse.cli.stylize import add_stylize_commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nstcourse",
+        description="The nstcourse command line: run the course notebooks, stylize images "
+        "(by optimisation or with trained networks), train style networks, upscale images and "
+        "train super-resolution models.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_notebook_commands(commands)  # run-notebooks
+    add_stylize_commands(commands)  # stylize
+    add_sr_commands(commands)  # upscale, train-sr
+    add_style_commands(commands)  # fast-stylize, train-style
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

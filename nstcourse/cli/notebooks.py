@@ -1,0 +1,66 @@
+"""``nstcourse run-notebooks``: execute the course notebooks headless with papermill
+(``nstcourse.runner``) and print a table; exit 1 if any failed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nstcourse.runner import default_notebooks_dir, find_notebooks, format_table, run_notebooks
+
+
+def _run_notebooks(args: argparse.Namespace) -> int:
+    try:
+        notebooks = find_notebooks(args.notebooks_dir or default_notebooks_dir(), args.only)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"nstcourse run-notebooks: {err}", file=sys.stderr)
+        return 2
+    results = run_notebooks(
+        notebooks, args.output_dir, mode=args.mode, cell_timeout=args.cell_timeout
+    )
+    print(format_table(results))
+    failed = sum(r.status != "ok" for r in results)
+    print(f"\n{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def add_notebook_commands(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run-notebooks",
+        help="execute the course notebooks headless with papermill",
+        description="Execute notebooks in order, write executed copies, print a table; "
+        "exit 1 if any notebook failed.",
+    )
+    run.add_argument(
+        "--mode",
+        choices=("smoke", "full"),
+        default="smoke",
+        help="smoke: tiny budgets, CPU-friendly (default); full: real budgets",
+    )
+    run.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NN",
+        help="run only these notebooks (number prefix or file name)",
+    )
+    run.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("build/notebooks"),
+        help="where executed copies go (default: build/notebooks)",
+    )
+    run.add_argument(
+        "--notebooks-dir",
+        type=Path,
+        default=None,
+        help="folder of NN_name.ipynb files (default: ./notebooks)",
+    )
+    run.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail a notebook whose cell runs longer than this",
+    )
+    run.set_defaults(func=_run_notebooks)

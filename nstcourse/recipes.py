@@ -1,0 +1,231 @@
+"""Runs of a recipe: from a frozen recipe dataclass to a course checkpoint.
+
+Every checkpoint the course trains goes through ``run_recipe``, whichever track it belongs
+to; a track's ``train_*`` function only says how to build its networks (a ``Run``) and
+what to measure at the end. ``run_recipe`` owns the protocol:
+
+1. check the arguments, and the work folder: a new one records the recipe and seed
+   (``recipe.json``); an old one must hold the same, so that the run resumes exactly;
+2. seed torch (the initial weights) and build the run;
+3. ``training.train``: checkpoints into the work folder, resumes from it bit-identically;
+4. measure (the track's ``finish``), sum the wall time over every resume, and write OUT
+   with ``checkpoints.save_model`` atomically. Its metadata, the same schema for every
+   track: ``{"model", "class", "kwargs", "recipe": {<every field>, "name", "steps",
+   "seed", "command", "torch", "device", "wall_time_s", "resumed_from_step", …},
+   "metrics": {"train": {"<term>_mean_last_100": …, "validation": [...]}, …}, …}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from nstcourse.checkpoints import save_model
+from nstcourse.files import atomic_path
+from nstcourse.runmode import pick_device
+from nstcourse.training import STATE_FILE, Step, add_wall_time, sample_batches, train, wall_time
+
+RECIPE_FILE = "recipe.json"  # the recipe a work folder was started with
+
+
+def check_workdir(workdir: Path, name: str, recipe, seed: int) -> None:
+    """A new workdir gets recipe.json; an old one must hold the same recipe (except steps)."""
+    wanted = {"name": name, "seed": seed, "recipe": jsonable(asdict(recipe))}
+    path = workdir / RECIPE_FILE
+    if path.is_file():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if found != wanted:
+            changed = sorted(
+                key
+                for key in {*found.get("recipe", {}), *wanted["recipe"]}
+                if found.get("recipe", {}).get(key) != wanted["recipe"].get(key)
+            )
+            if found.get("name") != name or found.get("seed") != seed:
+                changed = ["name/seed", *changed]
+            raise ValueError(
+                f"workdir {workdir} holds a run with another recipe (differs in "
+                f"{', '.join(changed)}); resume it with the same settings, or use another "
+                "work folder (or delete that folder to start over)"
+            )
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")
+
+
+def checkpoint_step(workdir: Path) -> int:
+    """The step of the training checkpoint in ``workdir``, 0 if there is none."""
+    state = workdir / STATE_FILE
+    if not state.is_file():
+        return 0
+    return int(torch.load(state, weights_only=True, map_location="cpu")["step"])
+
+
+def jsonable(value):
+    """Tuples -> lists, so a recipe compares equal to its JSON round trip."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def device_name(device: torch.device) -> str:
+    """What trained a checkpoint, for its metadata: "cuda: NVIDIA H100 …", "cpu: x86_64, 2
+    threads" or the device's name."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type == "cpu":
+        cpu = platform.processor() or platform.machine()
+        return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+    return str(device)
+
+
+@dataclass
+class Run:
+    """What a track builds from a recipe: the network to ship and how to train it.
+
+    Attributes:
+        net: the network written to OUT.
+        kwargs: the keyword arguments that rebuild it, ``type(net)(**kwargs)``.
+        step: one update (``training.supervised_step``, or a GAN's step).
+        optimizer: the optimizer(s) the step uses, checkpointed with the model.
+        dataset: the training items; item i depends only on (seed, i).
+        model: what is trained and checkpointed when it is more than ``net`` (a GAN's
+            ``nn.ModuleDict`` of G and D); None: ``net``.
+        scheduler: None, a learning-rate scheduler, or a dict of them.
+        validate: ``validate(model) -> {metric: value}`` every ``validate_every`` steps.
+        finish: ``finish(history) -> {"metrics": {...}, <other metadata>: ...}``, run in
+            eval mode after training: the track's final measurements.
+        info: facts about the recipe as it ran, added to the metadata's "recipe" (e.g.
+            the number of training images, a loss weight resolved from None).
+    """
+
+    net: nn.Module
+    kwargs: dict[str, Any]
+    step: Step
+    optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer]
+    dataset: Dataset
+    model: nn.Module | None = None
+    scheduler: Any = None
+    validate: Callable[[nn.Module], dict[str, float]] | None = None
+    validate_every: int = 1000
+    finish: Callable[[dict[str, list]], dict[str, Any]] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run_recipe(
+    name: str,
+    recipe: Any,
+    build: Callable[[Any, int, torch.device], Run],
+    *,
+    steps: int,
+    out: str | os.PathLike,
+    workdir: str | os.PathLike,
+    command: str,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Train ``build(recipe, seed, device)`` for ``steps`` updates and write it to ``out``.
+
+    Args:
+        name: the model's name ("espcn", "johnson", …), stored in the metadata.
+        recipe: a frozen recipe dataclass with at least ``batch_size``, ``lr`` and
+            ``checkpoint_every``; all of its fields are stored.
+        build: makes the ``Run`` (networks, data, step) from the recipe; called after
+            ``torch.manual_seed(seed)``, so the initial weights follow the seed.
+        steps: total updates (a resumed run counts those already done).
+        out: the ``.safetensors`` file to write, atomically, at the end.
+        workdir: the checkpoint folder; a run there is resumed (same recipe and seed;
+            ``steps`` may grow).
+        command: how ``out`` was made, as its caller tells it (the command line, or the
+            Python call), stored in the metadata.
+        seed: seeds the initial weights, the data and the batches.
+        progress: show a progress bar.
+        device: None picks CUDA, then MPS, then CPU.
+
+    Returns:
+        the metadata written into ``out`` plus "history", the ``training.train`` history
+        (loss per step, validations), which is not stored.
+
+    A Ctrl-C propagates; the checkpoint in ``workdir`` is complete and the same call
+    resumes from it. A NaN loss raises ``FloatingPointError``, OUT untouched.
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not (isinstance(recipe.batch_size, int) and recipe.batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {recipe.batch_size!r}")
+    if not recipe.lr > 0:
+        raise ValueError(f"lr must be positive, got {recipe.lr}")
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"out={out}: the checkpoint must be a .safetensors file")
+    workdir = Path(workdir)
+    device = pick_device(device)
+    check_workdir(workdir, name, recipe, seed)
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)  # the initial weights
+    run = build(recipe, seed, device)
+    resumed_from = checkpoint_step(workdir)
+    add_wall_time(workdir, time.perf_counter() - start)  # the setup; train() adds its own
+    history = train(
+        run.model or run.net,
+        run.step,
+        sample_batches(run.dataset, batch_size=recipe.batch_size, seed=seed),
+        steps=steps,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        validate=run.validate,
+        validate_every=run.validate_every,
+        checkpoint=workdir,
+        checkpoint_every=recipe.checkpoint_every,
+        progress=progress,
+        device=device,
+    )
+    start = time.perf_counter()
+    run.net.eval()
+    report = dict(run.finish(history)) if run.finish is not None else {}
+    metrics = {"train": train_summary(history), **report.pop("metrics", {})}
+    add_wall_time(workdir, time.perf_counter() - start)
+    metadata = {
+        "model": name,
+        **report,
+        "recipe": {
+            **jsonable(asdict(recipe)),
+            **run.info,
+            "name": name,
+            "steps": steps,
+            "seed": seed,
+            "command": command,
+            "torch": torch.__version__,
+            "device": device_name(device),
+            "wall_time_s": round(wall_time(workdir), 1),
+            "resumed_from_step": resumed_from,
+        },
+        "metrics": metrics,
+    }
+    save_model(run.net, out, kwargs=run.kwargs, metadata=metadata)
+    return {"class": type(run.net).__name__, "kwargs": run.kwargs, **metadata, "history": history}
+
+
+def train_summary(history: dict[str, list], last: int = 100) -> dict[str, Any]:
+    """``{"<term>_mean_last_100": …}`` for every logged term, plus the validations."""
+    terms = [key for key in history if key not in ("step", "validation") and history[key]]
+    summary: dict[str, Any] = {
+        f"{key}_mean_last_{last}": sum(history[key][-last:]) / len(history[key][-last:])
+        for key in terms
+    }
+    if history.get("validation"):
+        summary["validation"] = history["validation"]
+    return summary
