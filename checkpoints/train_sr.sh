@@ -5,7 +5,7 @@
 # learning-rate cuts scale with the steps; `--lr-decay-every N` cuts it x0.1 every N
 # steps: twice for SRCNN and ESPCN, at 3/8 and 3/4 of the run, once for the others).
 # `--precision auto` trains in bfloat16 mixed precision where the hardware has it
-# (2.2-3.3x faster on an AMX CPU; see benchmarks/sr_train_speed.py) and in float32
+# (benchmarks/sr_train_speed.py measures the gain) and in float32
 # elsewhere. Each run checkpoints into runs/<model>_x<scale> and resumes if stopped (a
 # resumed run ends with the same weights as an uninterrupted one). Needs
 # NSTCOURSE_DATA_DIR (T91, BSDS500 train, Set5) and, for SRGAN, NSTCOURSE_WEIGHTS_DIR

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import safetensors
 import safetensors.torch
@@ -24,6 +24,8 @@ from torch import nn
 from nstcourse.files import atomic_path
 from nstcourse.runmode import pick_device
 from nstcourse.vgg_weights import WeightsError
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def translate_state_dict(
@@ -103,11 +105,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model(
-    cls_or_model: type[nn.Module] | nn.Module,
+    cls_or_model: type[M] | M,
     path: str | os.PathLike,
     *,
     device: str | torch.device | None = None,
-) -> nn.Module:
+) -> M:
     """Load a ``save_model`` file into a new ``cls(**kwargs)`` or into a given model.
 
     Loading is strict (every key, every shape). Returns the model in eval mode on

@@ -55,6 +55,8 @@ class Normalize(nn.Module):
         else:
             raise ValueError(f"convention={convention!r}; use 'torchvision' or 'caffe'")
         self.convention, self.scale, self.bgr = convention, scale, bgr
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
@@ -144,7 +146,8 @@ class VGGFeatures(nn.Module):
 
 
 def _build_body(names: list[str], arch: str, pooling: str) -> nn.Sequential:
-    modules, c_in, channels = [], 3, iter(conv_channels(arch))
+    modules: list[nn.Module] = []
+    c_in, channels = 3, iter(conv_channels(arch))
     for name in names:
         if name.startswith("conv"):
             c_out = next(channels)
@@ -174,8 +177,8 @@ def _load_convs(
         )
     generator = torch.Generator().manual_seed(0)  # same random layers in every run
     for name, module in zip(names, body, strict=True):
-        if not name.startswith("conv"):
-            continue
+        if not isinstance(module, nn.Conv2d) or module.bias is None:
+            continue  # (every VGG conv has a bias)
         with torch.no_grad():
             if name in weights.convs:
                 weight, bias = weights.convs[name]

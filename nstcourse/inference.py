@@ -63,23 +63,21 @@ def prepare_for_inference(
     ``net`` is left as it is (it can go on training). Any module mapping (N, 3, H, W) in
     [0, 1] to the same, with an optional style choice, works: a ``TransformNet``,
     ``style.reference.EngstromNet`` (not an ``AdaINNet``: its style is an image).
-    What each setting gave for the wave TransformNet on a CPU with AMX (CPU time of one
-    thread against a plain call with autograd on; benchmarks/fast_style_speed.py measures
-    images/s on two threads):
+    The settings (measured speed-ups: the README's "Feed-forward style: speed", from
+    benchmarks/fast_style_speed.py; per setting: docs/experiments.md):
 
     * always: eval mode, weights frozen, ``torch.inference_mode`` (no autograd graph to
-      record): 1.25× at 256 px, 1.3× at 512 px;
+      record);
     * ``dtype``: "auto" is bfloat16 where ``native_bf16(device)``, else float32. bfloat16
-      weights and activations put the convolutions on AMX: 2.5× (512 px) to 3.4× (256
-      px), at a PSNR against float32 of 58 dB for ours and 47–51 dB for lengstrom's nets
-      on a photo (a few pixels off by up to 0.15); float32 gives the same numbers as a
-      plain call (up to ~1e-6). float16 is there for GPUs without bf16;
+      weights and activations put a CPU's convolutions on AMX, a few pixels off a float32
+      output; float32 gives a plain call's numbers up to rounding. float16 is there for
+      GPUs without bf16;
     * ``channels_last``: None means on for CUDA (cuDNN's tensor-core kernels want NHWC)
-      and off elsewhere: on that CPU it gave 0.9–1.0× in float32 (instance norm copies
-      NHWC to NCHW and back) and nothing in bfloat16;
-    * ``compile``: ``torch.compile`` (needs a C++ compiler on a CPU): a further ~2× (7×
-      over plain in bfloat16, 1.6–1.8× in float32), but every new image size compiles
-      first (20–110 s on two cores); so it is off by default.
+      and off elsewhere: on a CPU it did not help (instance norm copies NHWC to NCHW and
+      back);
+    * ``compile``: ``torch.compile`` (needs a C++ compiler on a CPU): faster again, but
+      every new image size compiles first, which takes long on a CPU; so it is off by
+      default.
 
     Args:
         net: the trained network, on the device to run on.
@@ -90,7 +88,7 @@ def prepare_for_inference(
     if not (dtype == "auto" or dtype in INFERENCE_DTYPES):
         raise ValueError(f"dtype={dtype!r}; use 'auto', torch.float32, bfloat16 or float16")
     device = next(net.parameters()).device
-    if dtype == "auto":
+    if isinstance(dtype, str):  # "auto"
         dtype = torch.bfloat16 if native_bf16(device) else torch.float32
     if channels_last is None:
         channels_last = device.type == "cuda"

@@ -48,7 +48,7 @@ def budget(mode: str, *, full: dict[str, Any], smoke: dict[str, Any]) -> Any:
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not a run mode; use one of {MODES}")
     values = full if mode == "full" else smoke
-    Budget = namedtuple("Budget", list(full))
+    Budget = namedtuple("Budget", list(full))  # type: ignore[misc]  # fields known at run time
     return Budget(**values)
 
 

@@ -97,7 +97,8 @@ def run_notebook(
 def _describe(err: Exception) -> str:
     """One line that says what went wrong; for a failing cell, its exception and number."""
     if hasattr(err, "ename"):  # papermill's PapermillExecutionError: str() starts with "\n---"
-        return f"cell In [{err.exec_count}]: {err.ename}: {err.evalue}"
+        ename, evalue = err.ename, getattr(err, "evalue", "")
+        return f"cell In [{getattr(err, 'exec_count', '?')}]: {ename}: {evalue}"
     return f"{type(err).__name__}: {err}".strip()
 
 

@@ -361,8 +361,8 @@ def load_checkpoint(
         for name, obj in objects.items():
             obj.load_state_dict(state[kind][name])
     torch.set_rng_state(state["rng_cpu"])
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    if state["rng_cuda"] and torch.cuda.is_available():  # as many GPUs as this machine has
+        torch.cuda.set_rng_state_all(state["rng_cuda"][: torch.cuda.device_count()])
     return state["step"], state["history"]
 
 

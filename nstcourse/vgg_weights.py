@@ -203,7 +203,7 @@ def conv_names(arch: str) -> list[str]:
 
 def conv_channels(arch: str) -> list[int]:
     """Output channels of each conv layer, in the order of ``conv_names``."""
-    return [item for item in _config(arch) if item != "M"]
+    return [int(item) for item in _config(arch) if item != "M"]
 
 
 def _config(arch: str) -> list[int | str]:
@@ -247,7 +247,9 @@ def load_vgg_weights(
             f"{file} is {known.description}, whose convention is "
             f"{known.convention!r}, not {convention!r}"
         )
-    if known is None and convention is None:
+    if convention is None and known is not None:
+        convention = known.convention
+    if convention is None:
         raise WeightsError(
             f"{file} is not in nstcourse.vgg_weights.VGG_CATALOG (sha256 {_file_sha256(file)}); "
             f"say how it expects its input with convention='torchvision' or 'caffe'"
@@ -257,7 +259,7 @@ def load_vgg_weights(
         path=file,
         source=source,
         arch=arch,
-        convention=convention or known.convention,
+        convention=convention,
         known=known,
         convs=convs,
     )
@@ -290,6 +292,8 @@ def find_vgg_file(
             f"no {arch} weights found and download=False: put {default.filename} "
             f"(from {default.url}) in {where}"
         )
+    if default.url is None:
+        raise WeightsError(f"{default.filename} has no download address; put it in {where}")
     try:
         return download_file(default.url, target, sha256=default.sha256), "downloaded"
     except Exception as err:

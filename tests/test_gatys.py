@@ -1,7 +1,8 @@
 """nstcourse.style.gatys and guided Gram matrices: losses, optimiser, stylize and its controls.
 
 Tiny images (long side 40–48 px) and the data pack's partial VGG-19 with the shallow
-layers it covers (DESIGN §5), so that every test runs in well under a second on a CPU.
+layers it covers (README, "Data and weights"), so that every test runs in well under a
+second on a CPU.
 """
 
 from __future__ import annotations

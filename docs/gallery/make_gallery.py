@@ -2,7 +2,7 @@
 
 Every picture is one command, printed before it runs: 512 px, the data pack's VGG-19
 (Caffe convention) with layers up to conv3_x (content relu3_2; style relu1_1, relu2_1,
-relu3_1: DESIGN §5), coarse-to-fine. Needs ``NSTCOURSE_DATA_DIR`` and
+relu3_1: README, "Data and weights"), coarse-to-fine. Needs ``NSTCOURSE_DATA_DIR`` and
 ``NSTCOURSE_WEIGHTS_DIR`` (see the README). About two minutes per picture on 2 CPU cores.
 
     python docs/gallery/make_gallery.py [--only NAME ...]

@@ -215,7 +215,7 @@ def _train_report(out: Path, metadata: dict, seconds: float) -> str:
 
 
 def _scale(text: str) -> int:
-    return number(text, int, 2)
+    return int(number(text, int, 2))
 
 
 def _scales(text: str) -> list[int]:

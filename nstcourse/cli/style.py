@@ -41,7 +41,8 @@ from nstcourse.cli.common import (
     weight,
 )
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
-from nstcourse.style.fast_style import MIN_SIZE, stylize_batch
+from nstcourse.style.adain import AdaINNet
+from nstcourse.style.fast_style import MIN_SIZE, TransformNet, stylize_batch
 from nstcourse.style.models import (
     MODELS,
     checkpoint_path,
@@ -93,14 +94,18 @@ def _prepare(args: argparse.Namespace) -> tuple[Stylizer, list[Path]]:
     if kind == "Decoder":
         weights = normalised(args.style_weights, len(args.style_image), "--style-weights")
         styles = [_load_style_image(p, args.style_size) for p in args.style_image]
-        net = load_style_checkpoint(path, device=device)
-        stylizer = _adain_stylizer(net, styles, weights, args.alpha, args.preserve_colour)
+        adain_net = load_style_checkpoint(path, device=device)
+        assert isinstance(adain_net, AdaINNet)  # the class was checked above
+        stylizer = _adain_stylizer(adain_net, styles, weights, args.alpha, args.preserve_colour)
         return stylizer, list(args.style_image)
-    count = int(info["kwargs"].get("styles", 1))
-    if count == 1 and args.style:
+    n_styles = int(info["kwargs"].get("styles", 1))
+    if n_styles == 1 and args.style:
         raise UsageError(f"--style: {args.model} has one style; --style is for the cin model")
-    style = _cin_weights(args.style, _names(info, count), count, args.model) if count > 1 else None
+    style = None
+    if n_styles > 1:
+        style = _cin_weights(args.style, _names(info, n_styles), n_styles, args.model)
     net = load_style_checkpoint(path, device=device)
+    assert isinstance(net, TransformNet)  # the class was checked above
     return (lambda x: stylize_batch(net, x, style=style)), []
 
 
@@ -192,7 +197,7 @@ def _load_style_image(path: Path, long_side: int) -> torch.Tensor:
 
 
 def _adain_stylizer(
-    net: torch.nn.Module,
+    net: AdaINNet,
     styles: list[torch.Tensor],
     weights: list[float],
     alpha: float | None,
@@ -343,7 +348,7 @@ def _alpha(text: str) -> float:
 
 
 def _crop(text: str) -> int:
-    return number(text, int, MIN_SIZE)
+    return int(number(text, int, MIN_SIZE))
 
 
 def _style_choice(text: str) -> tuple[str, float | None]:

@@ -99,11 +99,12 @@ def _output_size(
     """(out_h, out_w) and per-axis scale, as MATLAB: out = ceil(s * in) or s = out / in."""
     if (scale is None) == (size is None):
         raise ValueError("give exactly one of scale= or size=")
-    if size is not None:
+    if scale is None and size is not None:
         out_h, out_w = (int(n) for n in size)
         if out_h < 1 or out_w < 1:
             raise ValueError(f"size must be positive, got {size}")
         return (out_h, out_w), (out_h / height, out_w / width)
+    assert scale is not None  # exactly one of the two, checked above
     scale_h, scale_w = (scale, scale) if isinstance(scale, (int, float)) else scale
     if scale_h <= 0 or scale_w <= 0:
         raise ValueError(f"scale must be positive, got {scale}")

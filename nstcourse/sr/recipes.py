@@ -2,13 +2,14 @@
 
 One frozen dataclass per model says how it is trained: data, patches, batch, optimiser,
 learning-rate schedule. The defaults are sized for a 2-core CPU (the course's CI and a
-student's laptop); each comment gives the paper's value beside ours. ``train_sr`` turns
-a recipe into a ``training.train`` run that checkpoints into a work folder (and resumes
-from it), validates PSNR-Y on Set5 now and then, and finally writes the model with
-``training.save_model``, its metadata holding the scale(s), the whole recipe and the
-measured Set5 PSNR-Y/SSIM-Y beside bicubic's.
+student's laptop); each comment gives the paper's value beside ours. A builder per model
+turns a recipe into a ``recipes.Run`` (network, patches, loss, optimiser), and
+``train_sr`` hands it to ``recipes.run_recipe``, the protocol every course checkpoint
+goes through (work folder, exact resume, metadata, atomic save), adding what only SR
+needs: PSNR-Y on Set5 now and then, and at the end the scale(s) and the measured Set5
+PSNR-Y/SSIM-Y beside bicubic's in the metadata.
 
-Data (``$NSTCOURSE_DATA_DIR``, see the data pack's MANIFEST.md): SRCNN trains on T91
+Data (``$NSTCOURSE_DATA_DIR``; README, "Data and weights"): SRCNN trains on T91
 (``sr/T91``), the others on "291" = T91 + BSD200 = ``sr/T91`` + ``photos/bsds500_train``,
 VDSR's training set. The papers trained SRCNN and ESPCN on T91 and, for their best
 results, on ImageNet, as SRGAN; the course does not have ImageNet. Train on another set
@@ -61,21 +62,19 @@ class SRCNNRecipe:
     n1: int = 64  # paper: 64 and 32 filters
     n2: int = 32
     scales: tuple[int, ...] = (3,)  # the paper's main scale; the course ships x3
-    # paper: T91 (9-1-5: 32.39 dB at x3) and ImageNet (9-5-5: 32.75). 240k steps on T91
-    # beat the same run on 291 images (SET_291) on Set5 x3 (32.59 against 32.52 dB) and
-    # Set14 (29.22 against 29.19), and tied on BSD100 (28.32)
+    # paper: T91 (9-1-5: 32.39 dB at x3) and ImageNet (9-5-5: 32.75); ours: T91, which
+    # beat 291 images (SET_291) in a long run (docs/experiments.md)
     data: tuple[str, ...] = ("sr/T91",)
     max_images: int | None = None  # per folder; None = all (tests use 2)
     hr_patch: int = 33  # paper: 33x33 sub-images (we cut 33 // s LR px, 33 at x3)
     patches_per_image: int = 100  # ~9,100 random patches per "epoch" of T91
-    batch_size: int = 16  # paper: 128; 16 keeps a step ~0.1 s on 2 CPU cores
-    # paper: SGD at 1e-4 for the first two layers. Adam: after 3000 steps (T91, bfloat16)
-    # Set5 x3 was 31.37 dB at 1e-4 and 31.89 at 1e-3.
+    batch_size: int = 16  # paper: 128; 16 keeps a step cheap on a 2-core CPU
+    # paper: SGD at 1e-4 for the first two layers; Adam 1e-3 beat 1e-4 (docs/experiments.md)
     lr: float = 1e-3
     last_layer_lr_factor: float = 0.1  # paper: 1e-5 for the last layer (paper_param_groups)
     lr_decay_every: int | None = 15_000  # paper: constant; one x0.1 cut 3/4 into `steps`
     lr_decay: float = 0.1
-    precision: str = "float32"  # or "bfloat16": mixed precision (training.train)
+    precision: str = "float32"  # "float32", "bfloat16" or "auto" (training.resolve_precision)
     steps: int = 20_000  # suggested for a CPU run; the paper trained ~10^8 backprops
     validate_every: int = 1000  # a Set5 evaluation costs about a few steps
     checkpoint_every: int = 200  # Ctrl-C loses at most this many steps
@@ -98,7 +97,7 @@ class ESPCNRecipe:
     lr: float = 1e-3  # paper: 0.01 falling to 0.0001 (when the loss stalls); Adam 1e-3
     lr_decay_every: int | None = 15_000  # one x0.1 cut 3/4 into `steps`, not "when it stalls"
     lr_decay: float = 0.1
-    precision: str = "float32"  # or "bfloat16": mixed precision (training.train)
+    precision: str = "float32"  # "float32", "bfloat16" or "auto" (training.resolve_precision)
     steps: int = 20_000  # suggested for a CPU run
     validate_every: int = 1000
     checkpoint_every: int = 200
@@ -116,11 +115,9 @@ class VDSRRecipe:
     hr_patch: int = 41  # paper: 41x41 patches (the receptive field)
     patches_per_image: int = 100
     batch_size: int = 16  # paper: 64; a 20-layer net on 41x41 is the costliest step here
-    # paper: SGD at lr 0.1 with adjustable clipping (optimizer="sgd", lr=0.1). On a CPU
-    # budget it did not leave bicubic: Set5 x2 33.78, 33.55, 33.65 dB (bicubic 33.65)
-    # after 600, 1000 and 2000 steps at batch 8 with theta 0.001. Adam learns in the
-    # steps a CPU affords: Set5 x2 after 3000 steps (batch 16, bfloat16) was 34.04 dB at
-    # 1e-4, 34.63 at 3e-4 and 35.63 at 1e-3.
+    # paper: SGD at lr 0.1 with adjustable clipping (optimizer="sgd", lr=0.1), which did
+    # not leave bicubic within a CPU budget; Adam 1e-3 learns in the steps a CPU affords
+    # (docs/experiments.md)
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9  # paper
@@ -129,13 +126,13 @@ class VDSRRecipe:
     # (AdjustableGradClip). "norm": the gradients' global L2 norm clipped to clip_norm
     # (twtygqyy/pytorch-vdsr's 0.4). Both train stably here with the values below.
     clip: str = "adjustable"
-    clip_theta: float = 0.001  # paper: 0.01, which diverged within 2 steps (loss 1e13) here
+    clip_theta: float = 0.001  # paper: 0.01, which diverged here (docs/experiments.md)
     clip_norm: float = 0.4
-    # paper: /10 every 20 of 80 epochs (SGD). With Adam one x0.1 cut 3/4 into `steps`: at
-    # batch 8 from 1e-4, cuts every 5000 steps left lr at 1e-6 by 10k steps.
+    # paper: /10 every 20 of 80 epochs (SGD). With Adam one x0.1 cut 3/4 into `steps`:
+    # cuts every 5000 steps brought the rate down too early (docs/experiments.md)
     lr_decay_every: int | None = 15_000
     lr_decay: float = 0.1
-    precision: str = "float32"  # or "bfloat16": mixed precision (training.train)
+    precision: str = "float32"  # "float32", "bfloat16" or "auto" (training.resolve_precision)
     steps: int = 20_000  # suggested for a CPU run
     validate_every: int = 1000
     checkpoint_every: int = 200
@@ -152,16 +149,13 @@ class SRResNetRecipe:
     max_images: int | None = None  # per folder; None = all
     lr_patch: int = 24  # paper: 96x96 HR crops, 24x24 LR
     patches_per_image: int = 100
-    batch_size: int = 4  # paper: 16; 4 keeps a step around a second on 2 CPU cores
-    # paper: Adam 1e-4, beta1 0.9, 10^6 updates. After 1500 steps (bfloat16) Set5 x4 was
-    # 28.54 dB at 1e-4 and 28.91 at 5e-4; a CPU affords a few 10^4 updates. At 1e-3
-    # (batch 4) it swung between 25.4 and 29.6 dB at 1000-5000 steps and was 17.4 at 6000.
-    # At 5e-4 it levels off near 31.0 dB from about 23k steps: 68k steps cut at 51k ended
-    # at 31.28 dB, no better than 50k steps cut at 37.5k (31.29).
+    batch_size: int = 4  # paper: 16; 4 keeps a step affordable on a 2-core CPU
+    # paper: Adam 1e-4, beta1 0.9, 10^6 updates; a CPU affords a few 10^4, in which 5e-4
+    # learns faster than 1e-4 and 1e-3 is unstable (docs/experiments.md)
     lr: float = 5e-4
     lr_decay_every: int | None = 15_000  # paper: constant; one x0.1 cut 3/4 into `steps`
     lr_decay: float = 0.1
-    precision: str = "float32"  # or "bfloat16": mixed precision (training.train)
+    precision: str = "float32"  # "float32", "bfloat16" or "auto" (training.resolve_precision)
     steps: int = 20_000  # suggested for a CPU run
     validate_every: int = 1000
     checkpoint_every: int = 100
@@ -185,7 +179,7 @@ class SRGANRecipe:
     lr: float = 1e-4  # paper: Adam 1e-4 for 10^5 updates, then 1e-5 for 10^5
     lr_decay_every: int | None = 5_000  # paper: one x0.1 cut half-way
     lr_decay: float = 0.1
-    precision: str = "float32"  # only: SRGANStep is an update function (training.train)
+    precision: str = "float32"  # "float32", "bfloat16" or "auto" (training.resolve_precision)
     vgg_layer: str = "relu2_2"  # paper's VGG2,2 (VGG5,4 needs layers the data pack lacks)
     vgg_rescale: float = 1 / 12.75  # paper: feature maps scaled by 1/12.75
     adversarial_weight: float = 1e-3  # paper: l_X + 1e-3 l_Gen
@@ -196,7 +190,7 @@ class SRGANRecipe:
     checkpoint_every: int = 100
 
 
-RECIPES: dict[str, type] = {
+RECIPES: dict[str, type[Any]] = {
     "srcnn": SRCNNRecipe,
     "espcn": ESPCNRecipe,
     "vdsr": VDSRRecipe,
@@ -330,6 +324,7 @@ def _build_vdsr(recipe: VDSRRecipe, images, seed: int, device) -> Run:
         seed=seed,
     )
     optimizer: torch.optim.Optimizer
+    clip: Callable[[torch.optim.Optimizer], None] | None
     if recipe.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             net.parameters(),
@@ -371,7 +366,7 @@ def _rgb_patches(recipe, images, seed: int) -> PatchDataset:
 
 def _build_srresnet(recipe: SRResNetRecipe, images, seed: int, device) -> Run:
     (scale,) = recipe.scales
-    kwargs = dict(scale=scale, blocks=recipe.blocks, width=recipe.width)
+    kwargs = dict[str, Any](scale=scale, blocks=recipe.blocks, width=recipe.width)
     net = SRResNet(**kwargs)
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
     return _supervised(net, kwargs, _rgb_patches(recipe, images, seed), optimizer, _mse, recipe)

@@ -134,7 +134,8 @@ class Discriminator(nn.Module):
     def __init__(self, *, channels: int = 3, width: int = 64, pooled_size: int = 6):
         super().__init__()
         widths = [width * k for k in (1, 1, 2, 2, 4, 4, 8, 8)]
-        layers, c_in = [], channels
+        layers: list[nn.Module] = []
+        c_in = channels
         for i, c_out in enumerate(widths):
             stride = 1 if i % 2 == 0 else 2
             layers.append(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=i == 0))

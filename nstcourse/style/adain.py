@@ -28,6 +28,7 @@ less abstract content, smaller brush strokes. relu4_1 works with full weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +127,8 @@ class Decoder(nn.Module):
             raise ValueError(f"input_scale={input_scale} must be positive")
         self.layer, self.input_scale = layer, input_scale
         names = layer_names("vgg19")
-        channels, c_in, steps = iter(conv_channels("vgg19")), 3, []
+        channels, c_in = iter(conv_channels("vgg19")), 3
+        steps: list[tuple[int, int] | None] = []  # a conv (c_in, c_out), or None: a pooling
         for name in names[: names.index(layer) + 1]:
             if name.startswith("conv"):
                 c_out = next(channels)
@@ -225,7 +227,10 @@ class AdaINNet(nn.Module):
                 raise ValueError(
                     f"style_weights has {len(style_weights)} weights for {len(f_s)} styles"
                 )
-            t = sum(w * adain(f_c, f) for w, f in zip(style_weights, f_s, strict=True))
+            t = cast(
+                torch.Tensor,
+                sum(w * adain(f_c, f) for w, f in zip(style_weights, f_s, strict=True)),
+            )
         return alpha * t + (1.0 - alpha) * f_c
 
     @staticmethod

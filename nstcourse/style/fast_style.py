@@ -29,6 +29,7 @@ hardware has it, optionally ``torch.compile``), measured in benchmarks/fast_styl
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,7 @@ class _Norm(nn.Module):
 
     def __init__(self, kind: str, channels: int, styles: int):
         super().__init__()
+        self.norm: nn.Module
         if styles > 1:
             self.norm = ConditionalInstanceNorm2d(channels, styles)
         elif kind == "instance":
@@ -92,7 +94,7 @@ class UpsampleLayer(nn.Module):
     def __init__(self, c_in: int, c_out: int, *, mode: str, norm: str, styles: int):
         super().__init__()
         if mode == "nearest":
-            self.up = nn.Sequential(
+            self.up: nn.Module = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.ReflectionPad2d(1),
                 nn.Conv2d(c_in, c_out, 3),
@@ -164,7 +166,7 @@ class TransformNet(nn.Module):
                 f"width={width}, res_blocks={res_blocks}, styles={styles}: width and styles "
                 "must be positive, res_blocks at least 0"
             )
-        w, kw = width, dict(norm=norm, styles=styles)
+        w, kw = width, dict[str, Any](norm=norm, styles=styles)
         self.conv1 = ConvLayer(3, w, kernel=9, stride=1, **kw)
         self.conv2 = ConvLayer(w, 2 * w, kernel=3, stride=2, **kw)
         self.conv3 = ConvLayer(2 * w, 4 * w, kernel=3, stride=2, **kw)
@@ -224,7 +226,7 @@ class PerceptualLoss(nn.Module):
     The paper uses VGG-16 with content relu2_2 and style relu1_2, relu2_2, relu3_3,
     relu4_3 (§4.1). Our defaults are relu2_2 and relu1_2,
     relu2_2, relu3_3 of VGG-19: the data pack's VGG-19 stops at conv3_4 and there is no
-    VGG-16 (DESIGN §5).
+    VGG-16 (README, "Data and weights").
 
     Args:
         extractor: a ``VGGFeatures`` returning every layer named here.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -43,7 +44,8 @@ from nstcourse.losses import (
 # The papers' layers (Gatys et al. 2016, Fig. 2 and §3); they need the full VGG-19.
 CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-# The variant the data pack's VGG-19 (conv1_1 … conv3_4 only) allows (DESIGN §5).
+# The variant the data pack's VGG-19 (conv1_1 … conv3_4 only) allows (README, "Data and
+# weights").
 SHALLOW_CONTENT_LAYERS = ("relu3_2",)
 SHALLOW_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 
@@ -62,7 +64,7 @@ DEFAULT_STYLE_WEIGHT = {"caffe": 1e2, "torchvision": 1e6}
 Callback = Callable[[int, torch.Tensor, dict[str, float]], None]
 
 
-def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _resize_mask(mask: torch.Tensor, size: torch.Size) -> torch.Tensor:
     """(H, W) or (1, 1, H, W) mask in [0, 1] → (1, 1, *size), averaged over each cell."""
     mask = mask.reshape(1, 1, *mask.shape[-2:]).float()
     return F.interpolate(mask, size=size, mode="area") if mask.shape[-2:] != size else mask
@@ -172,10 +174,11 @@ class GatysLoss(nn.Module):
         if self.masks is None:
             blended = (self.blend.to(targets) * targets).sum(dim=0, keepdim=True)
             return F.mse_loss(gram_matrix(feats), blended)
-        return sum(
+        losses = [
             F.mse_loss(guided_gram_matrix(feats, _resize_mask(m, feats.shape[-2:])), t[None])
             for m, t in zip(self.masks, targets, strict=True)
-        )
+        ]
+        return cast(torch.Tensor, sum(losses))
 
 
 def extractor_device(extractor: nn.Module) -> torch.device:
@@ -243,8 +246,7 @@ def optimise_image(
     step jumps far outside [0, 1]. The objective is evaluated at clamp(x, 0, 1), so the
     loss the optimiser minimises is the loss of the image it returns: scoring x itself
     lets it lower the loss with pixels outside [0, 1] that the returned image cannot
-    keep (at 256 px, 100 evaluations: 1.8e5 on x, 4.4e5 on clamp(x); see
-    benchmarks/gatys_speed.py). ``on_step(step, image, terms)`` is called after each
+    keep (docs/experiments.md). ``on_step(step, image, terms)`` is called after each
     evaluation with the clamped image it was evaluated at.
     """
     if optimizer not in OPTIMIZERS:
@@ -276,7 +278,7 @@ def optimise_image(
             tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe",
         )  # fmt: skip
         if steps > 0:
-            opt.step(closure)
+            opt.step(closure)  # type: ignore[arg-type]  # LBFGS takes the loss tensor too
     else:
         opt = torch.optim.Adam([x], lr=lr)
         for _ in range(steps):
@@ -438,6 +440,7 @@ def stylize(
             x = optimise_image(
                 x, objective, steps=n_steps, optimizer=optimizer, lr=lr, on_step=record
             )
+    assert x is not None  # scales is never empty (checked above)
     if colour in ("luminance", "swap"):
         x = luminance_swap(x, resize_long_side(content, max(x.shape[-2:])))
     return record.finish(x)

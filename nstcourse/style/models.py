@@ -86,7 +86,7 @@ def load_style_model(
 
 def load_style_checkpoint(
     path: str | os.PathLike, *, device: str | torch.device | None = None
-) -> nn.Module:
+) -> TransformNet | AdaINNet:
     """Load any ``train_style`` file: a TransformNet, or a Decoder wrapped in an AdaINNet."""
     path = Path(path)
     if not path.is_file():

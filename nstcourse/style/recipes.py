@@ -2,11 +2,12 @@
 
 One frozen dataclass per technique says how it is trained: photos, crops, batch,
 optimiser, loss weights. Defaults are sized for a CPU (the course's CI and a student's
-laptop); each comment gives the paper's value beside ours. ``train_style`` turns a recipe
-into a ``training.train`` run that checkpoints into a work folder (and resumes from it
-exactly), then writes the network with ``training.save_model``: its metadata holds the
-recipe, the final losses and the measured speed (ms per 512×512 image on the device it
-trained on).
+laptop); each comment gives the paper's value beside ours. A builder per technique turns
+a recipe into a ``recipes.Run`` (network, crops, perceptual loss, optimiser), and
+``train_style`` hands it to ``recipes.run_recipe``, the protocol every course checkpoint
+goes through (work folder, exact resume, metadata, atomic save), adding what only the
+style track needs: the measured speed (ms per 512×512 image on the device it trained on)
+and the VGG the network was trained with.
 
 - "johnson": ``fast_style.TransformNet`` for one style (Johnson et al. 2016);
 - "cin": the same network with conditional instance norm for S styles (Dumoulin et al.
@@ -14,10 +15,11 @@ trained on).
 - "adain": ``adain.Decoder`` behind a fixed VGG-19 (Huang & Belongie 2017), trained on
   (photo, painting) pairs.
 
-Every loss uses VGG-19 layers up to relu3_x, which the data pack's VGG-19 covers (DESIGN
-§5). Data (``$NSTCOURSE_DATA_DIR``, see the data pack's MANIFEST.md): photos from
-``photos/bsds500_train`` (the papers used MS-COCO), paintings from ``images/style``
-(public-domain ones only; the AdaIN paper used ~80,000 WikiArt paintings).
+Every loss uses VGG-19 layers up to relu3_x, which the data pack's VGG-19 covers (README,
+"Data and weights"). Data (``$NSTCOURSE_DATA_DIR``, laid out as that section says):
+photos from ``photos/bsds500_train`` (the papers used MS-COCO), paintings from
+``images/style`` (public-domain ones only; the AdaIN paper used ~80,000 WikiArt
+paintings).
 
 Change a recipe with ``dataclasses.replace``: ``train_style("johnson", ..., recipe=replace(
 JohnsonRecipe(), crop=256))``.
@@ -71,10 +73,8 @@ PAINTINGS = tuple(
 # (0-255 input, no std), and the style term (Gram of Gram) grows with the 4th power of
 # that, the content term with the square. torchvision: pytorch/examples' 1e10 / 1e5.
 # Caffe: that ratio scaled by 60^-2 would be ~10, but with our three shallow style layers
-# the trained net then forgets the photo: at λ_s = 3, after 300 steps its relu2_2 content
-# loss (8.4e4 on Tübingen, 256 px) was above a grey image's (4.7e4) while the style loss
-# fell from the photo's 2.7e5 to 3.0e4 (unweighted), and such an output is indeed the
-# cheaper one for any λ_s above ~2. λ_s = 1 makes keeping the photo pay.
+# the trained net then forgets the photo (its content loss ends above a grey image's), as
+# it did at λ_s = 3 already; λ_s = 1 makes keeping the photo pay (docs/experiments.md).
 DEFAULT_STYLE_WEIGHT = {"caffe": 1.0, "torchvision": 1e5}
 
 
@@ -142,7 +142,7 @@ class AdaINRecipe:
     time_size: int = 512
 
 
-RECIPES: dict[str, type] = {"johnson": JohnsonRecipe, "cin": CINRecipe, "adain": AdaINRecipe}
+RECIPES: dict[str, type[Any]] = {"johnson": JohnsonRecipe, "cin": CINRecipe, "adain": AdaINRecipe}
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ class RandomCrops(Dataset):
 class WithStyleIndex(Dataset):
     """(crop, style index): each item of ``dataset`` with a random style in [0, S)."""
 
-    def __init__(self, dataset: Dataset, *, num_styles: int, seed: int = 0) -> None:
+    def __init__(self, dataset: RandomCrops, *, num_styles: int, seed: int = 0) -> None:
         self.dataset, self.num_styles, self.seed = dataset, num_styles, seed
 
     def __len__(self) -> int:
@@ -222,7 +222,7 @@ class WithStyleIndex(Dataset):
 class ContentStylePairs(Dataset):
     """(photo crop, painting crop): item i pairs content[i] with a random style crop."""
 
-    def __init__(self, content: Dataset, style: Dataset, *, seed: int = 0) -> None:
+    def __init__(self, content: RandomCrops, style: RandomCrops, *, seed: int = 0) -> None:
         self.content, self.style, self.seed = content, style, seed
 
     def __len__(self) -> int:
@@ -263,14 +263,15 @@ def _build_transform(recipe: JohnsonRecipe, seed: int, device) -> Run:
         style_weight=style_weight,
         tv_weight=recipe.tv_weight,
     )
-    kwargs = dict(
+    kwargs = dict[str, Any](
         width=recipe.width, res_blocks=recipe.res_blocks, upsample=recipe.upsample, styles=count
     )
     net = TransformNet(**kwargs)
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
-    dataset: Dataset = _photos(recipe, seed)
+    photos = _photos(recipe, seed)
+    dataset: Dataset = photos
     if count > 1:
-        dataset = WithStyleIndex(dataset, num_styles=count, seed=seed)
+        dataset = WithStyleIndex(photos, num_styles=count, seed=seed)
 
         def terms(net, batch):
             x, index = batch
@@ -295,7 +296,10 @@ def _one_hot(index: torch.Tensor, num_styles: int) -> torch.Tensor:
 
 def _build_adain(recipe: AdaINRecipe, seed: int, device) -> Run:
     vgg = VGGFeatures(list(STYLE_LAYERS[recipe.layer]), arch="vgg19", device=device)
-    kwargs = {"layer": recipe.layer, "input_scale": INPUT_SCALE[vgg.weights_info.convention]}
+    kwargs: dict[str, Any] = {
+        "layer": recipe.layer,
+        "input_scale": INPUT_SCALE[vgg.weights_info.convention],
+    }
     decoder = Decoder(**kwargs)
     model = AdaINNet(vgg, decoder)
     paintings = RandomCrops(
