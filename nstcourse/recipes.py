@@ -38,58 +38,6 @@ from nstcourse.training import STATE_FILE, Step, add_wall_time, sample_batches, 
 RECIPE_FILE = "recipe.json"  # the recipe a work folder was started with
 
 
-def check_workdir(workdir: Path, name: str, recipe, seed: int) -> None:
-    """A new workdir gets recipe.json; an old one must hold the same recipe (except steps)."""
-    wanted = {"name": name, "seed": seed, "recipe": jsonable(asdict(recipe))}
-    path = workdir / RECIPE_FILE
-    if path.is_file():
-        found = json.loads(path.read_text(encoding="utf-8"))
-        if found != wanted:
-            changed = sorted(
-                key
-                for key in {*found.get("recipe", {}), *wanted["recipe"]}
-                if found.get("recipe", {}).get(key) != wanted["recipe"].get(key)
-            )
-            if found.get("name") != name or found.get("seed") != seed:
-                changed = ["name/seed", *changed]
-            raise ValueError(
-                f"workdir {workdir} holds a run with another recipe (differs in "
-                f"{', '.join(changed)}); resume it with the same settings, or use another "
-                "work folder (or delete that folder to start over)"
-            )
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")
-
-
-def checkpoint_step(workdir: Path) -> int:
-    """The step of the training checkpoint in ``workdir``, 0 if there is none."""
-    state = workdir / STATE_FILE
-    if not state.is_file():
-        return 0
-    return int(torch.load(state, weights_only=True, map_location="cpu")["step"])
-
-
-def jsonable(value):
-    """Tuples -> lists, so a recipe compares equal to its JSON round trip."""
-    if isinstance(value, dict):
-        return {key: jsonable(item) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [jsonable(item) for item in value]
-    return value
-
-
-def device_name(device: torch.device) -> str:
-    """What trained a checkpoint, for its metadata: "cuda: NVIDIA H100 …", "cpu: x86_64, 2
-    threads" or the device's name."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    if device.type == "cpu":
-        cpu = platform.processor() or platform.machine()
-        return f"cpu: {cpu}, {torch.get_num_threads()} threads"
-    return str(device)
-
-
 @dataclass
 class Run:
     """What a track builds from a recipe: the network to ship and how to train it.
@@ -229,3 +177,58 @@ def train_summary(history: dict[str, list], last: int = 100) -> dict[str, Any]:
     if history.get("validation"):
         summary["validation"] = history["validation"]
     return summary
+
+
+# --- the protocol's parts ----------------------------------------------------------------
+
+
+def check_workdir(workdir: Path, name: str, recipe, seed: int) -> None:
+    """A new workdir gets recipe.json; an old one must hold the same recipe (except steps)."""
+    wanted = {"name": name, "seed": seed, "recipe": jsonable(asdict(recipe))}
+    path = workdir / RECIPE_FILE
+    if path.is_file():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if found != wanted:
+            changed = sorted(
+                key
+                for key in {*found.get("recipe", {}), *wanted["recipe"]}
+                if found.get("recipe", {}).get(key) != wanted["recipe"].get(key)
+            )
+            if found.get("name") != name or found.get("seed") != seed:
+                changed = ["name/seed", *changed]
+            raise ValueError(
+                f"workdir {workdir} holds a run with another recipe (differs in "
+                f"{', '.join(changed)}); resume it with the same settings, or use another "
+                "work folder (or delete that folder to start over)"
+            )
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")
+
+
+def checkpoint_step(workdir: Path) -> int:
+    """The step of the training checkpoint in ``workdir``, 0 if there is none."""
+    state = workdir / STATE_FILE
+    if not state.is_file():
+        return 0
+    return int(torch.load(state, weights_only=True, map_location="cpu")["step"])
+
+
+def jsonable(value):
+    """Tuples -> lists, so a recipe compares equal to its JSON round trip."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def device_name(device: torch.device) -> str:
+    """What trained a checkpoint, for its metadata: "cuda: NVIDIA H100 …", "cpu: x86_64, 2
+    threads" or the device's name."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type == "cpu":
+        cpu = platform.processor() or platform.machine()
+        return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+    return str(device)
