@@ -23,6 +23,7 @@ Plumbing, flat in ``nstcourse/``:
 - ``training``: the resumable loop: ``train``, ``supervised_step``, ``optimizer_step`` (07)
 - ``recipes``: ``run_recipe``, the one protocol every trained checkpoint goes through
 - ``inference``: the fast inference path of a trained network (``prepare_for_inference``)
+- ``budget``: how much memory a command may use and how much a piece of work needs
 - ``download``: verified downloads and safe archive extraction
 - ``files``: atomic writes and sha256 checksums
 

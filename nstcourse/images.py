@@ -9,6 +9,7 @@ tensors go out as files, PIL images or NumPy arrays.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -57,11 +58,13 @@ def load_image(
 
     Raises:
         FileNotFoundError: no such file.
-        ImageError: unreadable, truncated, or larger than ``max_pixels``.
+        ImageError: not a regular file (a folder, a FIFO, a device), unreadable,
+            truncated, or larger than ``max_pixels``.
+        ValueError: ``background`` is not three numbers in [0, 1].
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+    _check_background(background)
+    _check_regular_file(path)
     try:
         with warnings.catch_warnings():
             # Our own max_pixels check replaces Pillow's bomb warning.
@@ -89,6 +92,38 @@ def load_image(
     if long_side is not None:
         image = resize_long_side(image, long_side)
     return image
+
+
+def _check_regular_file(path: Path) -> None:
+    """A missing file is a FileNotFoundError; a folder, FIFO, socket or device (which
+    would hang or never end when read) an ImageError that says what it is."""
+    try:
+        mode = path.stat().st_mode  # follows symlinks: a link to /dev/zero is a device
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {path}") from None
+    if stat.S_ISREG(mode):
+        return
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
+    raise ImageError(f"{path} is not a regular file but {kind}; give an image file")
+
+
+def _check_background(background: tuple[float, float, float]) -> None:
+    """Three finite numbers in [0, 1], or a ValueError naming ``background``: the result
+    must stay in [0, 1] like every image in the package."""
+    message = f"background={background!r}; give three numbers (R, G, B) in [0, 1]"
+    try:
+        values = np.asarray(background, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if values.shape != (3,) or not np.all((values >= 0) & (values <= 1)):  # also nan
+        raise ValueError(message)
 
 
 def _to_rgb_array(im: Image.Image, background: tuple[float, float, float]) -> np.ndarray:

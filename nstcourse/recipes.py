@@ -4,9 +4,12 @@ Every checkpoint the course trains goes through ``run_recipe``, whichever track 
 to; a track's ``train_*`` function only says how to build its networks (a ``Run``) and
 what to measure at the end. ``run_recipe`` owns the protocol:
 
-1. check the arguments, and the work folder: a new one records the recipe and seed
-   (``recipe.json``); an old one must hold the same, so that the run resumes exactly;
-2. seed torch (the initial weights) and build the run;
+1. check the arguments; lock the work folder for the whole run (a second run there is
+   refused, ``training.lock_workdir``); check the folder: an old one must hold the same
+   recipe and seed (``recipe.json``), so that the run resumes exactly, and a readable
+   checkpoint; a checkpoint without ``recipe.json`` is refused;
+2. seed torch (the initial weights) and build the run; only once that has succeeded (a
+   mistyped style image fails here) does a new folder record the recipe and seed;
 3. ``training.train``: checkpoints into the work folder, resumes from it bit-identically;
 4. measure (the track's ``finish``), sum the wall time over every resume, and write OUT
    with ``checkpoints.save_model`` atomically. Its metadata, the same schema for every
@@ -33,7 +36,18 @@ from torch.utils.data import Dataset
 from nstcourse.checkpoints import save_model
 from nstcourse.files import atomic_path
 from nstcourse.runmode import pick_device
-from nstcourse.training import STATE_FILE, Step, add_wall_time, sample_batches, train, wall_time
+from nstcourse.training import (
+    STATE_FILE,
+    Step,
+    WorkdirError,
+    add_wall_time,
+    lock_workdir,
+    read_state,
+    sample_batches,
+    train,
+    wall_time,
+    workdir_error,
+)
 
 RECIPE_FILE = "recipe.json"  # the recipe a work folder was started with
 
@@ -107,7 +121,9 @@ def run_recipe(
         (loss per step, validations), which is not stored.
 
     A Ctrl-C propagates; the checkpoint in ``workdir`` is complete and the same call
-    resumes from it. A NaN loss raises ``FloatingPointError``, OUT untouched.
+    resumes from it. A NaN loss raises ``FloatingPointError``, OUT untouched. A workdir in
+    use by another run raises ``training.WorkdirBusy``; one holding another recipe, or a
+    damaged checkpoint, ``training.WorkdirError`` (both ValueErrors) before any work.
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -120,12 +136,32 @@ def run_recipe(
         raise ValueError(f"out={out}: the checkpoint must be a .safetensors file")
     workdir = Path(workdir)
     device = pick_device(device)
-    check_workdir(workdir, name, recipe, seed)
+    with lock_workdir(workdir, command):
+        return _run_locked(
+            name, recipe, build, steps=steps, out=out, workdir=workdir, command=command,
+            seed=seed, progress=progress, device=device,
+        )  # fmt: skip
 
+
+def _run_locked(
+    name: str,
+    recipe: Any,
+    build: Callable[[Any, int, torch.device], Run],
+    *,
+    steps: int,
+    out: Path,
+    workdir: Path,
+    command: str,
+    seed: int,
+    progress: bool,
+    device: torch.device,
+) -> dict[str, Any]:
+    """``run_recipe`` once its arguments are checked and ``workdir`` is locked."""
+    resumed_from = check_workdir(workdir, name, recipe, seed)
     start = time.perf_counter()
     torch.manual_seed(seed)  # the initial weights
     run = build(recipe, seed, device)
-    resumed_from = checkpoint_step(workdir)
+    record_recipe(workdir, name, recipe, seed)  # only now: the setup has succeeded
     add_wall_time(workdir, time.perf_counter() - start)  # the setup; train() adds its own
     history = train(
         run.model or run.net,
@@ -182,36 +218,79 @@ def train_summary(history: dict[str, list], last: int = 100) -> dict[str, Any]:
 # --- the protocol's parts ----------------------------------------------------------------
 
 
-def check_workdir(workdir: Path, name: str, recipe, seed: int) -> None:
-    """A new workdir gets recipe.json; an old one must hold the same recipe (except steps)."""
-    wanted = {"name": name, "seed": seed, "recipe": jsonable(asdict(recipe))}
+def check_workdir(workdir: Path, name: str, recipe, seed: int) -> int:
+    """Check, before any work, that this run can use ``workdir``; return the step of its
+    checkpoint (0: none).
+
+    An old folder must hold the same recipe and seed in ``recipe.json`` (``steps`` may
+    differ), and a readable checkpoint and training time. A checkpoint without
+    ``recipe.json`` is refused: nothing says which recipe it continues, and resuming it
+    with another would fail or, worse, mix two recipes. Raises ``WorkdirError``.
+    """
+    found = read_recipe(workdir)
+    step = checkpoint_step(workdir)
+    wall_time(workdir)  # a damaged wall_time.json is found now, not after the setup
+    if found is None:
+        if (workdir / STATE_FILE).is_file():
+            raise workdir_error(
+                workdir,
+                f"workdir {workdir} holds a training checkpoint but no {RECIPE_FILE}, so "
+                "it cannot be resumed with a known recipe",
+            )
+        return step
+    wanted = recipe_record(name, recipe, seed)
+    if found != wanted:
+        changed = sorted(
+            key
+            for key in {*found["recipe"], *wanted["recipe"]}
+            if found["recipe"].get(key) != wanted["recipe"].get(key)
+        )
+        if found.get("name") != name or found.get("seed") != seed:
+            changed = ["name/seed", *changed]
+        raise WorkdirError(
+            f"workdir {workdir} holds a run with another recipe (differs in "
+            f"{', '.join(changed)}); resume it with the same settings, or use another "
+            "work folder (or delete that folder to start over)"
+        )
+    return step
+
+
+def recipe_record(name: str, recipe: Any, seed: int) -> dict[str, Any]:
+    """What ``recipe.json`` holds: the model's name, the seed and every recipe field."""
+    return {"name": name, "seed": seed, "recipe": jsonable(asdict(recipe))}
+
+
+def read_recipe(workdir: Path) -> dict[str, Any] | None:
+    """The record in ``workdir``'s ``recipe.json`` (None if there is none); a damaged file
+    raises ``WorkdirError`` naming it."""
     path = workdir / RECIPE_FILE
-    if path.is_file():
+    if not path.is_file():
+        return None
+    try:
         found = json.loads(path.read_text(encoding="utf-8"))
-        if found != wanted:
-            changed = sorted(
-                key
-                for key in {*found.get("recipe", {}), *wanted["recipe"]}
-                if found.get("recipe", {}).get(key) != wanted["recipe"].get(key)
-            )
-            if found.get("name") != name or found.get("seed") != seed:
-                changed = ["name/seed", *changed]
-            raise ValueError(
-                f"workdir {workdir} holds a run with another recipe (differs in "
-                f"{', '.join(changed)}); resume it with the same settings, or use another "
-                "work folder (or delete that folder to start over)"
-            )
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise workdir_error(workdir, f"{path} is damaged ({error})") from None
+    if not (isinstance(found, dict) and isinstance(found.get("recipe"), dict)):
+        problem = f'{path} is damaged (not {{"name": …, "seed": …, "recipe": {{…}}}})'
+        raise workdir_error(workdir, problem)
+    return found
+
+
+def record_recipe(workdir: Path, name: str, recipe: Any, seed: int) -> None:
+    """Write ``recipe.json`` into a new ``workdir`` (an old one keeps its own, checked by
+    ``check_workdir``); called once the run's setup has succeeded."""
+    path = workdir / RECIPE_FILE
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(recipe_record(name, recipe, seed), indent=1), "utf-8")
 
 
 def checkpoint_step(workdir: Path) -> int:
-    """The step of the training checkpoint in ``workdir``, 0 if there is none."""
-    state = workdir / STATE_FILE
-    if not state.is_file():
+    """The step of the training checkpoint in ``workdir``, 0 if there is none; a damaged
+    ``train_state.pt`` raises ``WorkdirError`` naming it (``training.read_state``)."""
+    if not (workdir / STATE_FILE).is_file():
         return 0
-    return int(torch.load(state, weights_only=True, map_location="cpu")["step"])
+    return read_state(workdir)["step"]
 
 
 def jsonable(value):

@@ -8,6 +8,7 @@ folder, a failure is recorded and the next notebook still runs.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -70,12 +71,18 @@ def _env(name: str, value: str) -> Iterator[None]:
 def run_notebook(
     notebook: Path, output_dir: Path, *, mode: str, cell_timeout: float | None = None
 ) -> NotebookResult:
-    """Execute one notebook with papermill; never raises for a failing cell."""
+    """Execute one notebook with papermill; never raises for a failing cell.
+
+    ``cell_timeout`` (seconds, > 0) is rounded up to whole seconds, which is what the
+    notebook client takes. Raises ValueError for a bad ``mode`` or ``cell_timeout`` and
+    OSError if the executed copy cannot be written in ``output_dir``.
+    """
     import papermill
 
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; use one of {MODES}")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    timeout = _whole_seconds(cell_timeout)
+    make_output_dir(output_dir)
     output = output_dir / notebook.name
     start = time.perf_counter()
     try:
@@ -86,12 +93,40 @@ def run_notebook(
                 parameters={"MODE": mode},
                 cwd=str(notebook.parent),
                 progress_bar=False,
-                execution_timeout=cell_timeout,
+                execution_timeout=timeout,
             )
         status, error = "ok", ""
     except Exception as err:  # a failing notebook must not stop the others
         status, error = "failed", _describe(err)
     return NotebookResult(notebook.name, status, time.perf_counter() - start, output, error)
+
+
+def _whole_seconds(cell_timeout: float | None) -> int | None:
+    """A cell timeout as whole seconds (rounded up), or a ValueError naming it."""
+    if cell_timeout is None:
+        return None
+    if not (isinstance(cell_timeout, int | float) and 0 < cell_timeout < math.inf):
+        raise ValueError(f"cell_timeout={cell_timeout!r}; give seconds > 0, or None for none")
+    return math.ceil(cell_timeout)
+
+
+def make_output_dir(output_dir: Path) -> None:
+    """Create the folder for the executed copies (and its parents) if missing.
+
+    Raises:
+        OSError: it is a file, cannot be created, or cannot be written in; the message
+            names the folder. Checked before any notebook runs, so that this is not
+            reported as every notebook failing.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"output folder {output_dir} is a file; give a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"output folder {output_dir}: cannot create it ({err})") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {output_dir}: cannot write in it")
 
 
 def _describe(err: Exception) -> str:
@@ -109,7 +144,12 @@ def run_notebooks(
     mode: str,
     cell_timeout: float | None = None,
 ) -> list[NotebookResult]:
-    """Run ``notebooks`` in order, echoing one line per notebook as it finishes."""
+    """Run ``notebooks`` in order, echoing one line per notebook as it finishes.
+
+    Raises OSError naming ``output_dir`` before any notebook runs if the executed copies
+    cannot be written there (``make_output_dir``).
+    """
+    make_output_dir(output_dir)
     results = []
     for notebook in notebooks:
         print(f"running {notebook.name} ({mode}) ...", flush=True)

@@ -19,8 +19,11 @@ How resume stays exact:
 * A checkpoint is a folder: ``model-<step>.safetensors`` (weights) and
   ``train_state.pt`` (everything else, with the name of its weights file; read with
   ``torch.load(weights_only=True)``). Both are written atomically, the weights first,
-  and older weights files are deleted only after the new ``train_state.pt`` is in
-  place, so a crash at any moment leaves a complete, consistent checkpoint.
+  and the weights file the previous ``train_state.pt`` named (that one only) is deleted
+  after the new ``train_state.pt`` is in place, so a crash at any moment leaves a
+  complete, consistent checkpoint. A damaged or foreign ``train_state.pt`` is refused
+  with a ``WorkdirError`` naming it (``read_state``); ``lock_workdir`` keeps a second run
+  out of a folder in use (``recipes.run_recipe`` holds it for a whole run).
 * Ctrl-C saves nothing (the interrupted step may be half applied): the run resumes from
   the last checkpoint and repeats the steps after it, which gives the same result.
 * A NaN or infinite loss raises ``FloatingPointError`` naming the step, before the
@@ -34,15 +37,21 @@ bfloat16 autocast); a GAN brings its own (``sr.srgan.SRGANStep``), built on the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
+import socket
+import sys
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 from torch import nn
@@ -52,8 +61,13 @@ from nstcourse.checkpoints import state_dict_on_cpu
 from nstcourse.files import atomic_path
 from nstcourse.runmode import native_bf16, pick_device
 
+if sys.platform != "win32":
+    import fcntl
+
 STATE_FILE = "train_state.pt"
 WALL_TIME_FILE = "wall_time.json"  # seconds spent training, summed over resumes
+LOCK_FILE = "run.lock"  # locked while a run uses the folder; names its process
+WEIGHTS_NAME = re.compile(r"model-\d{8,}\.safetensors")  # what save_checkpoint writes
 PRECISIONS = ("float32", "bfloat16")  # autocast(device, precision)
 
 
@@ -246,6 +260,7 @@ def train(
     start = 0
     if checkpoint is not None and resume and (Path(checkpoint) / STATE_FILE).is_file():
         start, history = load_checkpoint(checkpoint, model, optimizers, schedulers)
+        history = {"step": [], "loss": [], "validation": [], **history}  # a minimal one too
 
     model.train()
     clock = time.perf_counter()
@@ -318,8 +333,13 @@ def save_checkpoint(
     step: int,
     history: dict[str, list],
 ) -> None:
-    """Write a training checkpoint into ``folder`` (see the module docstring)."""
+    """Write a training checkpoint into ``folder`` (see the module docstring).
+
+    The only weights file deleted is the one the previous ``train_state.pt`` named, once
+    the new state is in place: a file this run did not write is never touched.
+    """
     folder = Path(folder)
+    previous = _named_weights(folder)
     weights_name = f"model-{step:08d}.safetensors"
     with atomic_path(folder / weights_name) as tmp:
         safetensors.torch.save_file(state_dict_on_cpu(model), str(tmp))
@@ -334,9 +354,18 @@ def save_checkpoint(
     }
     with atomic_path(folder / STATE_FILE) as tmp:
         torch.save(state, tmp)
-    for old in folder.glob("model-*.safetensors"):  # only now is the new pair complete
-        if old.name != weights_name:
-            old.unlink(missing_ok=True)
+    if previous is not None and previous != weights_name:  # only now is the new pair complete
+        (folder / previous).unlink(missing_ok=True)
+
+
+def _named_weights(folder: Path) -> str | None:
+    """The weights file named by ``folder``'s ``train_state.pt``; None without a readable one."""
+    if not (folder / STATE_FILE).is_file():
+        return None
+    try:
+        return read_state(folder)["weights"]
+    except WorkdirError:  # nothing to delete: the damaged state is replaced
+        return None
 
 
 def load_checkpoint(
@@ -345,25 +374,126 @@ def load_checkpoint(
     optimizers: Mapping[str, torch.optim.Optimizer],
     schedulers: Mapping[str, Any],
 ) -> tuple[int, dict[str, list]]:
-    """Restore a checkpoint written by ``save_checkpoint``; return (step, history)."""
+    """Restore a checkpoint written by ``save_checkpoint``; return (step, history).
+
+    A damaged or foreign checkpoint (unreadable, missing weights, weights or optimizer
+    state that do not fit this run) raises ``WorkdirError`` naming the file.
+    """
     folder = Path(folder)
-    state = torch.load(folder / STATE_FILE, weights_only=True, map_location="cpu")
+    state = read_state(folder)
     weights = folder / state["weights"]
     if not weights.is_file():
-        raise FileNotFoundError(f"{folder / STATE_FILE} names {weights}, which is missing")
-    model.load_state_dict(safetensors.torch.load_file(str(weights)))
+        raise workdir_error(folder, f"{folder / STATE_FILE} names {weights}, which is missing")
+    try:
+        model.load_state_dict(safetensors.torch.load_file(str(weights)))
+    except (safetensors.SafetensorError, RuntimeError) as error:
+        problem = f"{weights} does not fit this run's model ({_short(error)})"
+        raise workdir_error(folder, problem) from None
     for kind, objects in (("optimizers", optimizers), ("schedulers", schedulers)):
         if set(state[kind]) != set(objects):
-            raise ValueError(
+            raise workdir_error(
+                folder,
                 f"{folder / STATE_FILE} holds {kind} {sorted(state[kind])}, "
-                f"this run has {sorted(objects)}"
+                f"this run has {sorted(objects)}",
             )
+    try:
+        _restore_state(state, optimizers, schedulers)
+    except (ValueError, KeyError, RuntimeError) as error:
+        problem = f"{folder / STATE_FILE} does not fit this run ({_short(error)})"
+        raise workdir_error(folder, problem) from None
+    return state["step"], state["history"]
+
+
+def _short(error: Exception, limit: int = 200) -> str:
+    """``error``'s message on one line, at most ``limit`` characters."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _restore_state(
+    state: dict[str, Any],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    schedulers: Mapping[str, Any],
+) -> None:
+    """Load the optimizers, schedulers and RNGs of a checked ``state`` (``read_state``)."""
+    for kind, objects in (("optimizers", optimizers), ("schedulers", schedulers)):
         for name, obj in objects.items():
             obj.load_state_dict(state[kind][name])
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():  # as many GPUs as this machine has
         torch.cuda.set_rng_state_all(state["rng_cuda"][: torch.cuda.device_count()])
-    return state["step"], state["history"]
+
+
+# --- work folders ---------------------------------------------------------------------------
+
+
+class WorkdirError(ValueError):
+    """A training work folder that cannot be used as it is: damaged, foreign or busy."""
+
+
+def workdir_error(folder: str | os.PathLike, problem: str) -> WorkdirError:
+    """A ``WorkdirError`` saying ``problem`` and the ways out, for ``folder``."""
+    return WorkdirError(
+        f"{problem}; use another work folder (--workdir), or delete {folder} to start over"
+    )
+
+
+_STATE_TYPES: dict[str, type] = {
+    "step": int,
+    "weights": str,
+    "optimizers": dict,
+    "schedulers": dict,
+    "rng_cpu": torch.Tensor,
+    "rng_cuda": list,
+    "history": dict,
+}  # what save_checkpoint writes into train_state.pt
+
+
+def read_state(folder: str | os.PathLike) -> dict[str, Any]:
+    """The contents of ``folder``'s ``train_state.pt``, checked key by key.
+
+    A file that is truncated, empty, not a torch file, a pickle of anything but plain
+    data (``weights_only``: nothing is executed) or a dict without the keys and types
+    ``save_checkpoint`` writes raises ``WorkdirError`` naming it. An unreadable file (no
+    permission) raises the ``OSError``.
+    """
+    path = Path(folder) / STATE_FILE
+    try:
+        with warnings.catch_warnings():  # torch warns of the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location="cpu")
+    except OSError:
+        raise
+    except Exception:  # any other failure comes from the bytes of the file
+        # torch's own message would advise weights_only=False, which runs the pickle
+        damaged = f"{path} is damaged or not a training checkpoint (truncated, or another file)"
+        raise workdir_error(folder, damaged) from None
+    problem = _state_problem(state)
+    if problem is not None:
+        raise workdir_error(folder, f"{path} is not a training checkpoint: {problem}")
+    return state
+
+
+def _state_problem(state: Any) -> str | None:
+    """What is wrong with a loaded ``train_state.pt``, or None."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a dict"
+    missing = [key for key in _STATE_TYPES if key not in state]
+    if missing:
+        return f"it has no {', '.join(map(repr, missing))}"
+    for key, kind in _STATE_TYPES.items():
+        value = state[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{key!r} is {type(value).__name__}, expected {kind.__name__}"
+    if state["step"] < 1:
+        return f"'step' is {state['step']}"
+    if not WEIGHTS_NAME.fullmatch(state["weights"]):
+        return f"'weights' is {state['weights']!r}, not a model-<step>.safetensors beside it"
+    if state["rng_cpu"].dtype != torch.uint8:
+        return f"'rng_cpu' is a {state['rng_cpu'].dtype} tensor, not a uint8 one"
+    if not all(isinstance(value, list) for value in state["history"].values()):
+        return "'history' holds something other than lists"
+    return None
 
 
 # --- shipped models ---------------------------------------------------------------------
@@ -373,9 +503,26 @@ def load_checkpoint(
 
 
 def wall_time(workdir: str | os.PathLike) -> float:
-    """The training seconds recorded so far in ``workdir`` (0.0 before the first)."""
+    """The training seconds recorded so far in ``workdir`` (0.0 before the first).
+
+    A damaged ``wall_time.json`` raises ``WorkdirError`` naming it.
+    """
     path = Path(workdir) / WALL_TIME_FILE
-    return json.loads(path.read_text(encoding="utf-8"))["seconds"] if path.is_file() else 0.0
+    if not path.is_file():
+        return 0.0
+    try:
+        seconds = json.loads(path.read_text(encoding="utf-8"))["seconds"]
+    except (ValueError, KeyError, TypeError):  # not JSON, or not {"seconds": …}
+        seconds = None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        problem = (
+            f'{path} is damaged (it should hold {{"seconds": <training time>}}); delete that '
+            "file to restart the recorded time from 0"
+        )
+        raise workdir_error(workdir, problem)
+    return float(seconds)
 
 
 def add_wall_time(workdir: str | os.PathLike, seconds: float) -> float:
@@ -387,3 +534,63 @@ def add_wall_time(workdir: str | os.PathLike, seconds: float) -> float:
     with atomic_path(Path(workdir) / WALL_TIME_FILE) as tmp:
         tmp.write_text(json.dumps({"seconds": total}), encoding="utf-8")
     return total
+
+
+@contextlib.contextmanager
+def lock_workdir(workdir: str | os.PathLike, command: str) -> Iterator[None]:
+    """Hold an exclusive lock on the training folder ``workdir`` (made if missing).
+
+    Two runs sharing a folder would count their time twice and could delete each other's
+    weights; so a second run raises ``WorkdirBusy`` at once, naming the process that holds
+    the lock (its pid, host and ``command`` are written into ``run.lock``). The lock is an
+    ``flock``: it ends with the ``with`` block, on an exception or Ctrl-C, and with the
+    process itself if it is killed; the file may stay and blocks nothing.
+    """
+    folder = Path(workdir)
+    if folder.exists() and not folder.is_dir():
+        raise WorkdirError(f"workdir {folder} is a file; give a folder for the checkpoints")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        _take_lock(fd, folder)
+        try:
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
+            os.write(fd, json.dumps(holder).encode())
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # still locked: nobody reads a stale holder
+    finally:
+        os.close(fd)
+
+
+class WorkdirBusy(WorkdirError):
+    """Another process is running in the training folder (``lock_workdir``)."""
+
+
+def _take_lock(fd: int, folder: Path) -> None:
+    """Lock ``fd`` (``folder``'s lock file) without waiting; ``WorkdirBusy`` if held."""
+    if sys.platform == "win32":  # msvcrt.locking is untested here: no lock on Windows
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise WorkdirBusy(
+            f"workdir {folder} is in use by {_holder(folder)}; wait for that run to end "
+            "(or stop it), or use another work folder (--workdir)"
+        ) from None
+    except OSError as error:  # a file system without locks (some network mounts)
+        warnings.warn(
+            f"cannot lock {folder / LOCK_FILE} ({error.strerror}); make sure that no other "
+            "run uses this folder at the same time",
+            stacklevel=3,
+        )
+    os.ftruncate(fd, 0)
+
+
+def _holder(folder: Path) -> str:
+    """Who holds ``folder``'s lock, as its lock file says: "process 123 on host (cmd)"."""
+    try:
+        holder = json.loads((folder / LOCK_FILE).read_text(encoding="utf-8"))
+        return f"process {holder['pid']} on {holder['host']} ({holder['command']})"
+    except (OSError, ValueError, KeyError, TypeError):  # not written yet, or foreign
+        return "another process"

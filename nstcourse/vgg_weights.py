@@ -252,7 +252,8 @@ def load_vgg_weights(
     if convention is None:
         raise WeightsError(
             f"{file} is not in nstcourse.vgg_weights.VGG_CATALOG (sha256 {_file_sha256(file)}); "
-            f"say how it expects its input with convention='torchvision' or 'caffe'"
+            "say how it expects its input: 'torchvision' or 'caffe' (convention= in Python, "
+            "--convention on the command line)"
         )
     convs = _read_convs(str(file), file.stat().st_mtime_ns, arch)
     return VGGWeights(
@@ -328,10 +329,13 @@ def identify(path: str | os.PathLike) -> KnownWeights | None:
             return known
     for known in VGG_CATALOG:
         if path.name == known.filename:
+            again = f"download it again from {known.url}" if known.url else "copy it again"
             raise WeightsError(
                 f"{path} is named like {known.description} but its sha256 is "
-                f"{digest}, not {known.sha256}…; the file is corrupt or "
-                "different; re-download it or pass convention= explicitly"
+                f"{digest}, not {known.sha256}…; the file is corrupt or different: {again}. "
+                "If it is a file of your own, give it another name: a catalog name is "
+                "always checked, and a convention (convention=, --convention) does not "
+                "bypass that check"
             )
     return None
 

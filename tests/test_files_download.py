@@ -253,7 +253,7 @@ def test_safe_extract_merges_into_existing_folder(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "keep.txt").write_bytes(b"keep")
-    (dest / "top.txt").write_bytes(b"old")
+    (dest / "top.txt").write_bytes(b"top")  # the same bytes: kept (other bytes: refused)
     safe_extract(make_tar(tmp_path / "good.tar", NESTED, mode="w"), dest)
     assert (dest / "keep.txt").read_bytes() == b"keep"
     assert (dest / "top.txt").read_bytes() == b"top"

@@ -15,7 +15,9 @@ Only this package knows argparse; the library never imports it.
 from __future__ import annotations
 
 import argparse
+import sys
 
+from nstcourse.cli.common import sigterm_as_interrupt
 from nstcourse.cli.notebooks import add_notebook_commands
 from nstcourse.cli.sr import add_sr_commands
 from nstcourse.cli.style import add_style_commands
@@ -38,5 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code (``cli.common``: 0, 1, 2, 130, 143).
+
+    SIGTERM is handled as Ctrl-C (``sigterm_as_interrupt``): the command cleans up and
+    says what it kept, then exits 143 (128 + SIGTERM), so that whoever sent the signal
+    (``timeout``, a scheduler, a container stop) sees it was terminated, not that it failed.
+    """
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    with sigterm_as_interrupt() as received:
+        try:
+            code = args.func(args)
+        except KeyboardInterrupt:  # a command that does not report it itself
+            print(f"nstcourse {args.command}: interrupted", file=sys.stderr)
+            code = 130
+    return 128 + received[0] if received and code == 130 else code

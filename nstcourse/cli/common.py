@@ -3,18 +3,21 @@ paths, the folder loop, the training runner, and the map from errors to exit cod
 
 Exit codes, the same for every command: 0 done; 1 the work failed (a NaN loss, out of
 memory) or some images in a folder failed; 2 bad input, found before any work; 130
-interrupted. Outputs are written atomically: after a failure or Ctrl-C there is no
-partial file, and an older one is left as it was.
+interrupted (Ctrl-C), 143 terminated (SIGTERM, handled as Ctrl-C is; 128 + the signal's
+number, as a shell reports it). Outputs are written atomically: after a failure, Ctrl-C
+or SIGTERM there is no partial file, and an older one is left as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shlex
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -78,7 +81,8 @@ def weight(text: str) -> float:
 
 
 def normalised(weights: Sequence[float] | None, n: int, option: str) -> list[float]:
-    """``n`` weights divided by their sum (None: equal weights)."""
+    """``n`` weights divided by their sum (None: equal weights). A sum that overflows to
+    infinity is a UsageError: dividing by it would silently give all zeros."""
     if weights is None:
         return [1.0 / n] * n
     if len(weights) != n:
@@ -86,6 +90,11 @@ def normalised(weights: Sequence[float] | None, n: int, option: str) -> list[flo
     total = sum(weights)
     if not total > 0:
         raise UsageError(f"{option}: the weights must not all be 0")
+    if not math.isfinite(total):
+        raise UsageError(
+            f"{option}: the weights add up to more than the largest float; only their "
+            "ratios matter, so give smaller ones (e.g. 0.7 and 0.3)"
+        )
     return [w / total for w in weights]
 
 
@@ -111,19 +120,63 @@ def check_device(name: str | None) -> torch.device | None:
 
 
 def check_output(out: Path, inputs: Sequence[Path]) -> None:
-    """OUT must have an image suffix, be no folder and no input, and its folder (created
-    if missing) must be writable."""
+    """OUT must have an image suffix, be no folder and no input, and be writable
+    (``check_writable``)."""
     if out.suffix.lower() not in SAVE_FORMATS:
         raise UsageError(f"-o {out}: unknown image suffix; use one of {' '.join(SAVE_FORMATS)}")
-    if out.is_dir():
-        raise UsageError(f"-o {out} is a folder; give a file name")
+    check_writable(out)
     if any(path.exists() and out.resolve() == path.resolve() for path in inputs):
         raise UsageError(f"-o {out} is one of the input images; choose another name")
-    folder = out.absolute().parent
-    while not folder.exists():  # missing folders are created when writing
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise UsageError(f"-o {out}: cannot write in {folder}")
+
+
+def check_writable(out: Path, option: str = "-o", *, folder: bool = False) -> None:
+    """Raise a UsageError naming ``option OUT`` unless OUT can be written: OUT is a file
+    name (or, with ``folder``, a folder), every name still to be created fits the file
+    system, and the nearest existing folder above it is a folder we may write in.
+
+    Checked before any work, so that a bad OUT is not found only after minutes of
+    computing, and reported as OUT rather than as the temporary file beside it."""
+    # os.path's tests, unlike Path's, answer False for a name too long to look up
+    if folder and os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"{option} {out} is a file; give a folder")
+    if not folder and os.path.isdir(out):
+        raise UsageError(f"{option} {out} is a folder; give a file name")
+    existing, missing = out.absolute(), []
+    while not os.path.exists(existing):  # missing folders are created when writing
+        missing.append(existing.name)
+        existing = existing.parent
+    if not folder and not missing:  # OUT is an existing file: it is replaced in its folder
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {out}: cannot write in {existing} (permission denied)")
+    limit = name_max(existing)
+    for name in missing:
+        size = len(os.fsencode(name))
+        if size > limit:
+            raise UsageError(
+                f"{option} {out}: the name {name[:24]}… is {size} bytes; this file system "
+                f"allows at most {limit}; choose a shorter name"
+            )
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` allows (255 where the
+    system cannot say)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows) or no answer
+        return 255
+
+
+def os_error_message(err: OSError, out: Path) -> str:
+    """The message of an OSError from writing ``out``, naming ``out`` instead of the
+    temporary ``.part`` file that was being written when it happened (a full disk)."""
+    names = [str(name) for name in (err.filename, err.filename2) if name is not None]
+    if any(name.endswith(".part") for name in names):
+        return f"-o {out}: cannot write it: {err.strerror or err}"
+    return str(err)
 
 
 # ---------------------------------------------------------------- running
@@ -142,9 +195,77 @@ def run_command(
     except (FloatingPointError, torch.cuda.OutOfMemoryError) as err:
         print(f"{prog}: error: {failed}: {err}", file=sys.stderr)
         return 1
-    except (OSError, ValueError, WeightsError) as err:
+    except OSError as err:
+        print(f"{prog}: error: {os_error_message(err, out)}", file=sys.stderr)
+        return 2
+    except (ValueError, WeightsError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM (``kill``, ``timeout``, a container or service stop)
+    raises KeyboardInterrupt as Ctrl-C does, so that atomic writes remove their temporary
+    files and training commands say how to resume: Python's default for SIGTERM ends the
+    process at once, without running a single ``finally``.
+
+    Yields a list that receives the signal's number when one came. Only the first SIGTERM
+    interrupts; later ones are ignored so that the cleanup it started can finish (SIGKILL
+    still ends the process). Outside the main thread, where Python cannot handle signals,
+    it does nothing."""
+    received: list[int] = []
+
+    def interrupt(signum: int, _frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+class OutOfMemory(torch.OutOfMemoryError):
+    """The work on one input ran out of memory (CPU or GPU): exit 1, with a message that
+    names the input and what to try. A ``torch.OutOfMemoryError``, which ``run_command``
+    already reports as a failed work."""
+
+
+# Phrases of PyTorch's CPU allocator (Linux/macOS, Windows) when malloc fails: it raises
+# a plain RuntimeError, unlike the GPU allocators' torch.OutOfMemoryError.
+_ALLOCATOR_FAILED = ("can't allocate memory", "not enough memory")
+
+
+@contextlib.contextmanager
+def out_of_memory_as_failure(what: Path, advice: str) -> Iterator[None]:
+    """Inside the block, an allocation that fails (``MemoryError``, ``torch``'s
+    ``OutOfMemoryError`` or the CPU allocator's RuntimeError) raises ``OutOfMemory``
+    naming ``what`` and giving ``advice`` (e.g. "use --tile 256"), instead of a
+    traceback. Any other RuntimeError, a programming error, goes through as it is."""
+    try:
+        yield
+    except (MemoryError, torch.OutOfMemoryError) as err:
+        if isinstance(err, OutOfMemory):
+            raise
+        raise OutOfMemory(f"{what}: out of memory ({_first_line(err)}); {advice}") from None
+    except RuntimeError as err:
+        if not any(phrase in str(err) for phrase in _ALLOCATOR_FAILED):
+            raise
+        raise OutOfMemory(f"{what}: out of memory ({_first_line(err)}); {advice}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    """The gist of an allocator's message: its first line without the C++ source place
+    (``[enforce fail at alloc_cpu.cpp:127] err == 0.``), or the exception's name."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.split("] ", 1)[-1].removeprefix("err == 0. ")[:200]
 
 
 def each_image(
@@ -165,6 +286,7 @@ def each_image(
         raise UsageError(f"-o {out}: IN is a folder, so OUT must be a folder too")
     if out.resolve() == folder.resolve():
         raise UsageError(f"-o {out} is the input folder; outputs would replace the inputs")
+    check_writable(out, folder=True)
     files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     images = [p for p in files if p.is_file() and p.suffix.lower() in SAVE_FORMATS]
     if not images:
@@ -183,7 +305,10 @@ def each_image(
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; {out / path.name} not written", file=sys.stderr)
             return 130
-        except (OSError, ValueError) as err:
+        except OSError as err:
+            print(f"{prog}: error: {os_error_message(err, out / path.name)}", file=sys.stderr)
+            failed.append(path.name)
+        except ValueError as err:
             print(f"{prog}: error: {err}", file=sys.stderr)
             failed.append(path.name)
     if failed:

@@ -7,18 +7,26 @@ import argparse
 import sys
 from pathlib import Path
 
+from nstcourse.cli.common import check_writable, positive
 from nstcourse.runner import default_notebooks_dir, find_notebooks, format_table, run_notebooks
+
+RUN_NOTEBOOKS = "nstcourse run-notebooks"
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
     try:
         notebooks = find_notebooks(args.notebooks_dir or default_notebooks_dir(), args.only)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"nstcourse run-notebooks: {err}", file=sys.stderr)
+        check_writable(args.output_dir, "--output-dir", folder=True)
+        results = run_notebooks(
+            notebooks, args.output_dir, mode=args.mode, cell_timeout=args.cell_timeout
+        )
+    except (OSError, ValueError) as err:  # a failing notebook is a result, not an error
+        print(f"{RUN_NOTEBOOKS}: {err}", file=sys.stderr)
         return 2
-    results = run_notebooks(
-        notebooks, args.output_dir, mode=args.mode, cell_timeout=args.cell_timeout
-    )
+    except KeyboardInterrupt:
+        print(f"{RUN_NOTEBOOKS}: interrupted; executed copies so far are in {args.output_dir}",
+              file=sys.stderr)  # fmt: skip
+        return 130
     print(format_table(results))
     failed = sum(r.status != "ok" for r in results)
     print(f"\n{len(results) - failed} passed, {failed} failed")
@@ -58,9 +66,9 @@ def add_notebook_commands(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--cell-timeout",
-        type=float,
+        type=positive,
         default=None,
         metavar="SECONDS",
-        help="fail a notebook whose cell runs longer than this",
+        help="fail a notebook whose cell runs longer than this (a number > 0)",
     )
     run.set_defaults(func=_run_notebooks)

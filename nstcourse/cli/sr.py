@@ -20,28 +20,33 @@ from typing import Any
 
 import torch
 
+from nstcourse.budget import Budget, gigabytes, image_save_bytes, memory_budget, needed_bytes
 from nstcourse.checkpoints import checkpoint_info
 from nstcourse.cli.common import (
     UsageError,
     add_training_options,
     check_device,
     check_output,
+    check_writable,
     command_line,
     count,
     each_image,
     items,
     number,
+    out_of_memory_as_failure,
     run_command,
     run_training,
 )
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, save_image
 from nstcourse.sr.models import (
     MODELS,
+    check_sr_class,
     checkpoint_scales,
     load_pretrained,
     load_sr_checkpoint,
     model_spec,
     super_resolve,
+    super_resolve_bytes,
 )
 from nstcourse.sr.recipes import RECIPES, checked_recipe, default_workdir, train_sr
 from nstcourse.training import PRECISIONS
@@ -55,10 +60,14 @@ TRAIN_SR = "nstcourse train-sr"
 
 def _upscale(args: argparse.Namespace) -> int:
     def work() -> int:
+        folder = args.input.is_dir()
+        if folder:  # OUT is checked before the model is loaded and any image computed
+            check_writable(args.output, folder=True)
+        else:
+            check_output(args.output, [args.input])
         model, scale = _load_upscaler(args)
-        if args.input.is_dir():
+        if folder:
             return _upscale_folder(args, model, scale)
-        check_output(args.output, [args.input])
         _upscale_one(args, model, scale, args.input, args.output)
         return 0
 
@@ -76,11 +85,18 @@ def _load_upscaler(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
     if args.checkpoint is not None:
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
-        scales = checkpoint_scales(checkpoint_info(args.checkpoint))
+        info = checkpoint_info(args.checkpoint)
+        check_sr_class(info, args.checkpoint, args.model)  # before the scale: it may be none
+        scales = checkpoint_scales(info)
         scale = args.scale
         if scale is None:
+            if not scales:
+                raise UsageError(
+                    f"--scale: {args.checkpoint} does not record its scale; give the one it "
+                    "was trained for"
+                )
             if len(scales) != 1:
-                listed = ", ".join(map(str, scales)) or "2, 3, 4, …"
+                listed = ", ".join(map(str, scales))
                 raise UsageError(
                     f"--scale: {args.checkpoint} serves several scales; give one of {listed}"
                 )
@@ -106,19 +122,87 @@ def _upscale_one(
     args: argparse.Namespace, model: torch.nn.Module, scale: int, src: Path, dst: Path
 ) -> None:
     start = time.perf_counter()
-    lr = load_image(src)
-    smallest = model_spec(args.model).min_lr_side(scale)
-    height, width = lr.shape[-2:]
-    if min(height, width) < smallest:
-        raise ImageError(
-            f"{src}: {width}x{height} px is too small for {args.model} x{scale}; "
-            f"both sides need at least {smallest} px"
-        )
-    sr = super_resolve(model, lr, name=args.model, scale=scale, tile=args.tile)
-    save_image(sr, dst)
+    advice = "try --tile 256, or a smaller image"
+    with out_of_memory_as_failure(src, advice):
+        lr = load_image(src)
+        smallest = model_spec(args.model).min_lr_side(scale)
+        height, width = lr.shape[-2:]
+        if min(height, width) < smallest:
+            raise ImageError(
+                f"{src}: {width}x{height} px is too small for {args.model} x{scale}; "
+                f"both sides need at least {smallest} px"
+            )
+        tile = _tile_within_budget(args, model, scale, src, (height, width))
+        sr = super_resolve(model, lr, name=args.model, scale=scale, tile=tile)
+        del lr  # not needed while saving
+        save_image(sr, dst)
     if not args.quiet:
         seconds = time.perf_counter() - start
         print(f"wrote {dst} ({sr.shape[-1]}x{sr.shape[-2]}) in {seconds:.1f} s", flush=True)
+
+
+# Tile sizes tried, largest first, when the whole image does not fit the memory budget:
+# a larger tile repeats less of the receptive-field margin; below 64 px the margin (up to
+# 43 px for srresnet) is most of the work.
+AUTO_TILES = (1024, 512, 256, 128, 64)
+
+
+def _tile_within_budget(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    scale: int,
+    src: Path,
+    size: tuple[int, int],
+) -> int | None:
+    """The tile to upscale ``src`` with, within the memory budget (``nstcourse.budget``).
+
+    ``--tile PX`` is used when it fits. Without it the whole image is run when it fits,
+    else the largest of AUTO_TILES that fits, with a note: tiling gives the same image (to
+    float rounding) and only repeats the margins, so it is better than a refusal that
+    makes the user pick a number. A UsageError (exit 2, before any work) when nothing
+    fits: it says how much is needed and what to do.
+    """
+    height, width = size
+    budget = memory_budget()
+
+    def need(tile: int | None) -> int:
+        peak = super_resolve_bytes(model, height, width, name=args.model, scale=scale, tile=tile)
+        return needed_bytes(peak) + image_save_bytes(scale * height, scale * width)
+
+    what = f"{src}: {width}x{height} px x{scale}"
+    if args.tile is not None:
+        needs = need(args.tile)
+        if needs <= budget.size:
+            return int(args.tile)
+        smaller = next((t for t in AUTO_TILES if t < args.tile and need(t) <= budget.size), None)
+        if smaller is not None:
+            raise UsageError(
+                f"{what} with --tile {args.tile} needs about {gigabytes(needs)}, more than "
+                f"{budget}; use --tile {smaller}"
+            )
+        raise _too_large(what, need(AUTO_TILES[-1]), scale * height * scale * width, budget)
+    whole = need(None)
+    if whole <= budget.size:
+        return None
+    for tile in AUTO_TILES:
+        if need(tile) <= budget.size:
+            if not args.quiet:
+                print(
+                    f"{what} needs about {gigabytes(whole)} at once, more than {budget}; "
+                    f"running in tiles of {tile} px (the same result)",
+                    flush=True,
+                )
+            return tile
+    raise _too_large(what, need(AUTO_TILES[-1]), scale * height * scale * width, budget)
+
+
+def _too_large(what: str, least: int, out_pixels: int, budget: Budget) -> UsageError:
+    """The error for an image too large for the budget even in the smallest tiles."""
+    return UsageError(
+        f"{what} needs about {gigabytes(least)} even in tiles of {AUTO_TILES[-1]} px (the "
+        f"output image alone is {gigabytes(12 * out_pixels)} as floats), more than {budget}; "
+        "upscale a smaller image or crop it into parts"
+    )
 
 
 def _upscale_folder(args: argparse.Namespace, model: torch.nn.Module, scale: int) -> int:
@@ -141,6 +225,7 @@ def _train_sr(args: argparse.Namespace) -> int:
 
     def train() -> str:
         recipe = _recipe(args)  # checked before any work: bad options exit 2
+        check_writable(args.output)  # not found only after the whole training
         device = check_device(args.device)
         start = time.perf_counter()
         metadata = train_sr(
@@ -253,7 +338,9 @@ def _add_upscale(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--tile", type=count, default=None, metavar="PX",
-        help="run the network on tiles of at most PX x PX input pixels (less memory)",
+        help="compute the output in tiles of at most PX x PX input pixels (less memory, "
+        "the same result; default: the whole image, or tiles when it would not fit the "
+        "memory budget: half the memory, or $NSTCOURSE_MEMORY_BUDGET, e.g. 6G)",
     )  # fmt: skip
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
     p.add_argument("--quiet", action="store_true", help="print errors only")

@@ -17,23 +17,33 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nstcourse.budget import (
+    gigabytes,
+    image_save_bytes,
+    memory_budget,
+    meta_copy,
+    needed_bytes,
+    peak_bytes,
+)
 from nstcourse.checkpoints import checkpoint_info
 from nstcourse.cli.common import (
     UsageError,
     add_training_options,
     check_device,
     check_output,
+    check_writable,
     command_line,
     count,
     each_image,
     normalised,
     number,
+    out_of_memory_as_failure,
     positive,
     run_command,
     run_training,
@@ -45,6 +55,7 @@ from nstcourse.style.adain import AdaINNet
 from nstcourse.style.fast_style import MIN_SIZE, TransformNet, stylize_batch
 from nstcourse.style.models import (
     MODELS,
+    check_style_info,
     checkpoint_path,
     load_style_checkpoint,
     style_names,
@@ -58,7 +69,41 @@ TRAIN_STYLE = "nstcourse train-style"
 # only cost memory, so we shrink the long side to this unless --style-size says otherwise.
 DEFAULT_STYLE_SIZE = 512
 
-Stylizer = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [0, 1] → the same
+Stylize = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [0, 1] → the same
+
+
+@dataclass(frozen=True)
+class Stylizer:
+    """A loaded network ready to stylise (``run``), and ``peak_bytes(height, width)``:
+    the bytes ``run`` allocates for an image of that size, counted on a ``meta`` copy of
+    the network (``nstcourse.budget.peak_bytes``) so that an image too large for the
+    memory budget is refused before any work."""
+
+    run: Stylize
+    peak_bytes: Callable[[int, int], int]
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return self.run(image)
+
+
+def _peak_counter(
+    run_on_meta: Stylize, extra: Callable[[int, int], int] | None = None
+) -> Callable[[int, int], int]:
+    """``Stylizer.peak_bytes`` for ``run_on_meta``, the same stylizer on a meta network,
+    plus ``extra(height, width)`` bytes for what it cannot run."""
+
+    def peak(height: int, width: int) -> int:
+        image = torch.empty(1, 3, height, width, device="meta")
+        more = 0 if extra is None else extra(height, width)
+        return peak_bytes(lambda: run_on_meta(image)) + more
+
+    return peak
+
+
+def _colour_bytes(height: int, width: int) -> int:
+    """What AdaIN's --preserve-colour adds: ``colour.match_colour`` takes the content's
+    pixels as a (3, H·W) float32 copy, its float64 copy and the centred one (60 B/px)."""
+    return 60 * height * width
 
 
 # ---------------------------------------------------------------- fast-stylize
@@ -85,6 +130,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Stylizer, list[Path]]:
         raise UsageError(
             f"--model {path} holds a {kind}, not a style network from nstcourse train-style"
         )
+    check_style_info(info, path)  # its settings, before any option is checked against them
     _check_style_options(args, adain=kind == "Decoder")
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input}: no such file or folder")
@@ -96,9 +142,17 @@ def _prepare(args: argparse.Namespace) -> tuple[Stylizer, list[Path]]:
         styles = [_load_style_image(p, args.style_size) for p in args.style_image]
         adain_net = load_style_checkpoint(path, device=device)
         assert isinstance(adain_net, AdaINNet)  # the class was checked above
-        stylizer = _adain_stylizer(adain_net, styles, weights, args.alpha, args.preserve_colour)
+        stylizer = Stylizer(
+            _adain_stylizer(adain_net, styles, weights, args.alpha, args.preserve_colour),
+            # The meta copy runs without --preserve-colour: colour matching reads the data
+            # (on the CPU, which a meta tensor has none of); _colour_bytes adds its memory.
+            _peak_counter(
+                _adain_stylizer(meta_copy(adain_net), styles, weights, args.alpha, False),
+                _colour_bytes if args.preserve_colour else None,
+            ),
+        )
         return stylizer, list(args.style_image)
-    n_styles = int(info["kwargs"].get("styles", 1))
+    n_styles = info["kwargs"].get("styles", 1)  # an int >= 1: check_style_info
     if n_styles == 1 and args.style:
         raise UsageError(f"--style: {args.model} has one style; --style is for the cin model")
     style = None
@@ -106,7 +160,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Stylizer, list[Path]]:
         style = _cin_weights(args.style, _names(info, n_styles), n_styles, args.model)
     net = load_style_checkpoint(path, device=device)
     assert isinstance(net, TransformNet)  # the class was checked above
-    return (lambda x: stylize_batch(net, x, style=style)), []
+    meta_net = meta_copy(net)
+    return Stylizer(
+        lambda x: stylize_batch(net, x, style=style),
+        _peak_counter(lambda x: stylize_batch(meta_net, x, style=style)),
+    ), []
 
 
 def _model_file(name: str) -> Path:
@@ -172,7 +230,7 @@ def _cin_weights(
         )
     weights: list[float | None] = [None] * count
     for key, given in choices:
-        if key.isdigit():
+        if key.isascii() and key.isdigit():  # not '²', which isdigit() too
             index = int(key)
             if index >= count:
                 raise UsageError(f"--style {key}: {model} has styles 0 to {count - 1}")
@@ -202,7 +260,7 @@ def _adain_stylizer(
     weights: list[float],
     alpha: float | None,
     preserve_colour: bool,
-) -> Stylizer:
+) -> Stylize:
     device = next(net.decoder.parameters()).device
     styles = [s.to(device) for s in styles]
 
@@ -215,7 +273,7 @@ def _adain_stylizer(
                 style_weights=None if len(styles) == 1 else weights,
                 preserve_colour=preserve_colour,
             )
-        return y.cpu()
+        return y.to(content.device)
 
     return stylize
 
@@ -233,15 +291,52 @@ def _check_size(image: torch.Tensor, path: Path, resized_by: str | None) -> None
 
 def _stylize_one(args: argparse.Namespace, stylizer: Stylizer, src: Path, dst: Path) -> None:
     start = time.perf_counter()
-    image = load_image(src)
-    if args.size is not None:
-        image = resize_long_side(image, args.size)
-    _check_size(image, src, None if args.size is None else f"--size {args.size}")
-    y = stylizer(image)
-    save_image(y, dst)
+    with out_of_memory_as_failure(src, "try --size 1024"):
+        image = load_image(src)
+        if args.size is not None:
+            image = resize_long_side(image, args.size)
+        _check_size(image, src, None if args.size is None else f"--size {args.size}")
+        _check_memory(args, stylizer, src, image.shape[-2], image.shape[-1])
+        y = stylizer(image)
+        del image  # not needed while saving
+        save_image(y, dst)
     if not args.quiet:
         seconds = time.perf_counter() - start
         print(f"wrote {dst} ({y.shape[-1]}x{y.shape[-2]}) in {seconds:.1f} s", flush=True)
+
+
+def _check_memory(
+    args: argparse.Namespace, stylizer: Stylizer, src: Path, height: int, width: int
+) -> None:
+    """A UsageError (exit 2, before any work) if stylising a ``height`` × ``width`` image
+    needs more than the memory budget (``nstcourse.budget``); it suggests the largest
+    ``--size`` that fits. (A feed-forward network keeps every activation at the image's
+    size: 32 channels of float32 at 64 MP are 8 GB, and there is no tiling here because
+    instance normalisation sees the whole image.)"""
+    budget = memory_budget()
+
+    def need(h: int, w: int) -> int:
+        return needed_bytes(stylizer.peak_bytes(h, w)) + image_save_bytes(h, w)
+
+    needs = need(height, width)
+    if needs <= budget.size:
+        return
+    long_side = max(height, width)
+    size = int(long_side * (budget.size / needs) ** 0.5)  # memory grows with the pixels
+    while size >= MIN_SIZE:
+        ratio = size / long_side
+        h, w = max(round(height * ratio), 1), max(round(width * ratio), 1)
+        if min(h, w) >= MIN_SIZE and need(h, w) <= budget.size:
+            break
+        size = int(size * 0.9)
+    what = f"{src}: {width}x{height} px"
+    if args.size is not None:
+        what += f" (after --size {args.size})"
+    advice = f"use --size {size}" if size >= MIN_SIZE else "use a smaller image"
+    raise UsageError(
+        f"{what} needs about {gigabytes(needs)} with --model {args.model}, more than "
+        f"{budget}; {advice}"
+    )
 
 
 def _stylize_folder(args: argparse.Namespace, stylizer: Stylizer, style_images: list[Path]) -> int:
@@ -262,6 +357,7 @@ def _train_style(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path("runs") / args.model  # train_style's default
 
     def train() -> str:
+        check_writable(args.output)  # not found only after the whole training
         overrides = {
             field: value
             for field, value in (

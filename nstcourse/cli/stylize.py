@@ -66,7 +66,8 @@ examples:
   {STYLIZE} photo.jpg a.jpg b.jpg -o out.png --mask left.png right.png
 
 exit codes: 0 written; 1 the optimisation failed (the loss became NaN, out of memory);
-  2 bad input (found before optimising); 130 interrupted. On failure nothing is written.
+  2 bad input (found before optimising); 130 interrupted (Ctrl-C); 143 terminated
+  (SIGTERM). On failure nothing is written.
 """
 
 

@@ -67,17 +67,29 @@ def cubic(x: torch.Tensor) -> torch.Tensor:
     return near + far
 
 
-def matlab_resize_matrix(in_length: int, out_length: int, scale: float) -> torch.Tensor:
-    """The (out_length, in_length) float64 matrix of MATLAB's bicubic resize along one axis.
+def matlab_resize_taps(
+    in_length: int, out_length: int, scale: float, *, start: int = 0, stop: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MATLAB's bicubic resize along one axis as taps: output pixel x (0-based) is
+    ``sum_k weights[x, k] * input[index[x, k]]``.
 
     Output pixel x (1-based) samples the input at u = x / s + 0.5 (1 - 1/s). When
     shrinking (s < 1) the kernel is stretched to antialias: h(t) = s k(s t), width 4 / s.
     Each row holds the weights h(u - j) of the ceil(width) + 2 taps j around u, normalised
     to sum 1; taps outside [1, in_length] are mirrored back (1, 2, ..., L, L, ..., 1).
+    Taps whose weight is 0 for every output are dropped (MATLAB drops them too).
+
+    Only the outputs ``start:stop`` (default all) are computed, each exactly as in the
+    full table, so a window of an image resizes to the same numbers as the whole.
+
+    Returns:
+        index (stop - start, taps) int64, 0-based input pixels; weights, the same shape,
+        float64.
     """
+    stop = out_length if stop is None else stop
     antialias = scale < 1
     width = 4.0 / scale if antialias else 4.0
-    x = torch.arange(1, out_length + 1, dtype=torch.float64)
+    x = torch.arange(start + 1, stop + 1, dtype=torch.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)  # (out,)
     left = torch.floor(u - width / 2)
     taps = math.ceil(width) + 2
@@ -88,6 +100,15 @@ def matlab_resize_matrix(in_length: int, out_length: int, scale: float) -> torch
     # Mirror: index j (1-based) -> position in [1..L, L..1] repeated.
     period = (j.long() - 1) % (2 * in_length)
     index = torch.where(period < in_length, period, 2 * in_length - 1 - period)
+    used = (weights != 0).any(dim=0)
+    return index[:, used], weights[:, used]
+
+
+def matlab_resize_matrix(in_length: int, out_length: int, scale: float) -> torch.Tensor:
+    """The (out_length, in_length) float64 matrix of MATLAB's bicubic resize along one
+    axis: ``matlab_resize_taps`` written out densely (for teaching; ``imresize`` applies
+    the taps, which needs no (out × in) matrix: 1.5 GB for an 8000-px side at ×3)."""
+    index, weights = matlab_resize_taps(in_length, out_length, scale)
     matrix = torch.zeros(out_length, in_length, dtype=torch.float64)
     matrix.scatter_add_(1, index, weights)  # a mirrored tap may land on a used column
     return matrix
@@ -120,14 +141,16 @@ def imresize(
     scale: float | tuple[float, float] | None = None,
     size: tuple[int, int] | None = None,
     method: str = "matlab",
+    window: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """Bicubic resize of an (N, C, H, W) float tensor, by ``scale`` or to ``size`` (H, W).
 
     Methods:
         ``"matlab"``: MATLAB's ``imresize(x, s, 'bicubic')`` on a double image: Keys
             kernel (a = -0.5), antialiased when shrinking, mirrored borders; applied as
-            one matrix per axis, the axis with the smaller scale first (MATLAB's order;
-            height first on a tie). Computed in float64. **Not clamped**: overshoot
+            one set of taps per axis (``matlab_resize_taps``; the same as one matrix per
+            axis, without building it), the axis with the smaller scale first (MATLAB's
+            order; height first on a tie). Computed in float64. **Not clamped**: overshoot
             below 0 or above 1 is kept; callers clamp or quantise.
         ``"pil"``: Pillow's ``Image.BICUBIC`` on the image rounded to 8 bits (a = -0.5,
             antialiased, but borders clamped and 8-bit rounding after each axis); the
@@ -138,8 +161,14 @@ def imresize(
 
     The output size is ceil(s * in) per axis, as MATLAB's.
 
+    ``window`` (top, bottom, left, right), "matlab" only: compute only the output rows
+    top:bottom and columns left:right, from the input pixels they need; the numbers are
+    exactly those of the whole resize, so a large image can be resized tile by tile
+    (``nstcourse.sr.models.super_resolve`` does) in a fraction of the memory.
+
     Returns:
-        (N, C, out_h, out_w) tensor of the input's dtype.
+        (N, C, out_h, out_w) tensor of the input's dtype (the window's size with
+        ``window``).
     """
     if image.dim() != 4:
         raise ValueError(f"image must be (N, C, H, W), got shape {tuple(image.shape)}")
@@ -148,7 +177,10 @@ def imresize(
     height, width = image.shape[-2:]
     (out_h, out_w), (scale_h, scale_w) = _output_size(height, width, scale, size)
     if method == "matlab":
-        return _resize_matlab(image, out_h, out_w, scale_h, scale_w)
+        box = _check_window(window, out_h, out_w)
+        return _resize_matlab(image, out_h, out_w, scale_h, scale_w, box)
+    if window is not None:
+        raise ValueError(f'window= is for method="matlab" only, not {method!r}')
     if method == "pil":
         return _resize_pil(image, out_h, out_w)
     resized = F.interpolate(
@@ -157,16 +189,58 @@ def imresize(
     return resized
 
 
+def _check_window(
+    window: tuple[int, int, int, int] | None, out_h: int, out_w: int
+) -> tuple[int, int, int, int]:
+    """``window`` as (top, bottom, left, right) within the (out_h, out_w) output; None is
+    the whole output."""
+    if window is None:
+        return 0, out_h, 0, out_w
+    top, bottom, left, right = (int(n) for n in window)
+    if not (0 <= top < bottom <= out_h and 0 <= left < right <= out_w):
+        raise ValueError(
+            f"window {tuple(window)} is not a non-empty (top, bottom, left, right) "
+            f"within the {out_h}x{out_w} output"
+        )
+    return top, bottom, left, right
+
+
 def _resize_matlab(
-    image: torch.Tensor, out_h: int, out_w: int, scale_h: float, scale_w: float
+    image: torch.Tensor,
+    out_h: int,
+    out_w: int,
+    scale_h: float,
+    scale_w: float,
+    window: tuple[int, int, int, int],
 ) -> torch.Tensor:
+    """The ``window`` (top, bottom, left, right) of MATLAB's resize, from the input pixels
+    its taps reach only; in float64, with at most the output and one term more in memory
+    (no (out × in) matrices)."""
     height, width = image.shape[-2:]
-    x = image.to(torch.float64)
-    rows = matlab_resize_matrix(height, out_h, scale_h).to(x.device)  # (out_h, H)
-    cols = matlab_resize_matrix(width, out_w, scale_w).to(x.device)  # (out_w, W)
+    top, bottom, left, right = window
+    rows = matlab_resize_taps(height, out_h, scale_h, start=top, stop=bottom)
+    cols = matlab_resize_taps(width, out_w, scale_w, start=left, stop=right)
+    r0, r1 = int(rows[0].min()), int(rows[0].max()) + 1  # the input rows the taps reach
+    c0, c1 = int(cols[0].min()), int(cols[0].max()) + 1
+    x = image[..., r0:r1, c0:c1].to(torch.float64)
+    rows, cols = (rows[0] - r0, rows[1]), (cols[0] - c0, cols[1])
     if scale_h <= scale_w:  # MATLAB resizes the axis with the smaller scale first
-        return ((rows @ x) @ cols.T).to(image.dtype)  # (N, C, out_h, W) @ (W, out_w)
-    return (rows @ (x @ cols.T)).to(image.dtype)  # (out_h, H) @ (N, C, H, out_w)
+        return _apply_taps(_apply_taps(x, *rows, dim=-2), *cols, dim=-1).to(image.dtype)
+    return _apply_taps(_apply_taps(x, *cols, dim=-1), *rows, dim=-2).to(image.dtype)
+
+
+def _apply_taps(
+    x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, *, dim: int
+) -> torch.Tensor:
+    """Resample ``x`` along ``dim``: out[.., o, ..] = sum_k weights[o, k] x[.., index[o, k], ..],
+    one tap at a time (the sum runs in the order of the taps)."""
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    index, weights = index.to(x.device), weights.to(x.device)
+    out = x.index_select(dim, index[:, 0]) * weights[:, 0].view(shape)
+    for k in range(1, index.shape[1]):
+        out.add_(x.index_select(dim, index[:, k]) * weights[:, k].view(shape))
+    return out
 
 
 def _resize_pil(image: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
@@ -204,12 +278,19 @@ def degrade(
     return quantize_8bit(lr) if quantize else lr
 
 
-def bicubic_upscale(lr: torch.Tensor, scale: int, *, method: str = "matlab") -> torch.Tensor:
+def bicubic_upscale(
+    lr: torch.Tensor,
+    scale: int,
+    *,
+    method: str = "matlab",
+    window: tuple[int, int, int, int] | None = None,
+) -> torch.Tensor:
     """Bicubic ×``scale`` upscaling: the bicubic baseline and the SRCNN/VDSR input.
 
-    (N, C, h, w) in [0, 1] -> (N, C, h·s, w·s), clamped to [0, 1] (not quantised).
+    (N, C, h, w) in [0, 1] -> (N, C, h·s, w·s), clamped to [0, 1] (not quantised);
+    ``window``: only that part of the output, as in ``imresize``.
     """
-    return imresize(lr, scale=float(scale), method=method).clamp(0, 1)
+    return imresize(lr, scale=float(scale), method=method, window=window).clamp(0, 1)
 
 
 # --- colour ---------------------------------------------------------------------------

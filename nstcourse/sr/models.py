@@ -34,8 +34,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from nstcourse.budget import meta_copy, peak_bytes
 from nstcourse.checkpoints import (
     CHECKPOINTS_DIR_ENV,
+    CheckpointError,
     checkpoint_info,
     find_checkpoints_dir,
     load_model,
@@ -120,41 +122,73 @@ def super_resolve(
         lr: (1, 3, h, w) RGB in [0, 1].
         name: a key of ``MODELS``: how the model is fed.
         scale: the upscaling factor s (the model must have been built/trained for it).
-        tile: None runs the whole image at once; an int runs the net on tiles of at most
-            tile × tile input pixels (each with a margin as wide as the net's receptive
-            field, so the result is the same up to float rounding) to bound memory.
+        tile: None runs the whole image at once; an int runs every step on tiles of at
+            most tile × tile pixels of the net's input (the LR image, or its bicubic
+            upscaling for srcnn and vdsr): the net sees each tile with a margin as wide as
+            its receptive field, the bicubic chroma and pre-upsampling are computed for
+            the tile only (``sr.data.imresize``'s ``window``), and each tile is written
+            into the output. The result is the same up to float rounding; the memory is
+            the image, the output and one tile's work (``super_resolve_bytes``).
 
     Returns:
-        (1, 3, s·h, s·w) RGB in [0, 1], on the input's device.
+        (1, 3, s·h, s·w) RGB in [0, 1], float32, on the input's device.
     """
     spec = model_spec(name)
-    if lr.dim() != 4 or lr.shape[:2] != (1, 3):
-        raise ValueError(f"lr must be one RGB image (1, 3, h, w), got {tuple(lr.shape)}")
+    _check_request(lr.shape, spec, name, scale, tile)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            job = _Upscale(model, lr, spec=spec, name=name, scale=scale, tile=tile)
+            for box in job.boxes:
+                job.run(box)
+    finally:
+        model.train(was_training)
+    return job.out
+
+
+def super_resolve_bytes(
+    model: nn.Module, height: int, width: int, *, name: str, scale: int, tile: int | None = None
+) -> int:
+    """The peak bytes ``super_resolve`` allocates for a ``height`` × ``width`` image
+    beyond the image itself: its output, the image in YCbCr, and the largest tile's
+    activations and bicubic temporaries (the whole image's when ``tile`` is None).
+
+    Counted by running the same code on a ``meta`` copy of the model
+    (``budget.peak_bytes``): no memory is used and the model's own layers are followed,
+    whatever their settings. The tiles are alike, so one (the largest) is run.
+    """
+    spec = model_spec(name)
+    _check_request((1, 3, height, width), spec, name, scale, tile)
+    meta_model = meta_copy(model).eval()
+    lr = torch.empty(1, 3, height, width, device="meta")
+
+    def largest_tile() -> torch.Tensor:
+        with torch.inference_mode():
+            job = _Upscale(meta_model, lr, spec=spec, name=name, scale=scale, tile=tile)
+            job.run(max(job.boxes, key=lambda box: (box[1] - box[0]) * (box[3] - box[2])))
+        return job.out
+
+    return peak_bytes(largest_tile)
+
+
+def _check_request(
+    shape: Sequence[int], spec: SRModel, name: str, scale: int, tile: int | None
+) -> None:
+    """ValueErrors for what ``super_resolve`` cannot do: not one RGB image, a bad scale or
+    tile, an image smaller than the model's first layer."""
+    if len(shape) != 4 or tuple(shape[:2]) != (1, 3):
+        raise ValueError(f"lr must be one RGB image (1, 3, h, w), got {tuple(shape)}")
     if not isinstance(scale, int) or scale < 2:
         raise ValueError(f"scale must be an integer >= 2, got {scale!r}")
     if tile is not None and tile < 1:
         raise ValueError(f"tile must be a positive number of pixels, got {tile}")
     smallest = spec.min_lr_side(scale)
-    if min(lr.shape[-2:]) < smallest:
+    if min(shape[-2:]) < smallest:
         raise ValueError(
-            f"a {lr.shape[-1]}x{lr.shape[-2]} image is too small for {name} x{scale}: "
+            f"a {shape[-1]}x{shape[-2]} image is too small for {name} x{scale}: "
             f"both sides need at least {smallest} px"
         )
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else lr.device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            x = lr.to(device=device, dtype=torch.float32)
-            if spec.channels == "rgb":
-                sr = _run(model, x, tile=tile, out_scale=scale)
-                _check_output(sr, (1, 3, scale * lr.shape[-2], scale * lr.shape[-1]), name, scale)
-            else:
-                sr = _super_resolve_y(model, x, spec=spec, scale=scale, tile=tile, name=name)
-    finally:
-        model.train(was_training)
-    return sr.clamp(0, 1).to(lr.device)
 
 
 def _check_output(out: torch.Tensor, expected: tuple[int, ...], name: str, scale: int) -> None:
@@ -165,19 +199,74 @@ def _check_output(out: torch.Tensor, expected: tuple[int, ...], name: str, scale
         )
 
 
-def _super_resolve_y(
-    model: nn.Module, lr: torch.Tensor, *, spec: SRModel, scale: int, tile: int | None, name: str
-) -> torch.Tensor:
-    ycbcr = rgb_to_ycbcr(lr)  # (1, 3, h, w)
-    chroma = bicubic_upscale(ycbcr[:, 1:], scale, method="matlab")  # (1, 2, sh, sw)
-    y = ycbcr[:, :1]
-    if spec.pre_upsample:
-        y = bicubic_upscale(y, scale, method="matlab")  # (1, 1, sh, sw)
-        y_sr = _run(model, y, tile=tile, out_scale=1)
-    else:
-        y_sr = _run(model, y, tile=tile, out_scale=scale)
-    _check_output(y_sr, (1, 1, *chroma.shape[-2:]), name, scale)
-    return ycbcr_to_rgb(torch.cat([y_sr, chroma], dim=1))
+Box = tuple[int, int, int, int]  # top, bottom, left, right
+
+
+class _Upscale:
+    """One ``super_resolve`` call, tile by tile: the image is prepared once (moved to the
+    model's device; its YCbCr for the Y models) and the output allocated; ``run(box)``
+    computes one tile of the net's input grid and writes it into ``out``.
+
+    The grid is the LR image (espcn, srresnet, srgan: the net's output is ``scale`` times
+    larger) or its bicubic upscaling (srcnn, vdsr: the net keeps the size).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: torch.Tensor,
+        *,
+        spec: SRModel,
+        name: str,
+        scale: int,
+        tile: int | None,
+    ) -> None:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else lr.device
+        height, width = lr.shape[-2:]
+        self.model, self.name, self.scale = model, name, scale
+        self.out = torch.empty(1, 3, scale * height, scale * width, device=lr.device)
+        x = lr.to(device=device, dtype=torch.float32)
+        self.ycbcr = None if spec.channels == "rgb" else rgb_to_ycbcr(x)  # (1, 3, h, w)
+        self.source = x if self.ycbcr is None else self.ycbcr[:, :1]
+        self.pre_upsample = spec.pre_upsample
+        self.net_scale = 1 if spec.pre_upsample else scale  # output px per net-input px
+        grid = (scale * height, scale * width) if spec.pre_upsample else (height, width)
+        self.grid, self.margin = grid, receptive_radius(model)
+        self.boxes = _tiles(grid, tile)
+
+    def run(self, box: Box) -> None:
+        """Compute the output of net-input tile ``box`` and write it into ``out``."""
+        top, bottom, left, right = box
+        height, width = self.grid
+        t0, t1 = max(top - self.margin, 0), min(bottom + self.margin, height)
+        l0, l1 = max(left - self.margin, 0), min(right + self.margin, width)
+        if self.pre_upsample:  # the bicubic upscaling of this tile (and margin) only
+            x = bicubic_upscale(self.source, self.scale, method="matlab", window=(t0, t1, l0, l1))
+        else:
+            x = self.source[..., t0:t1, l0:l1]
+        y = self.model(x)
+        s = self.net_scale
+        _check_output(y, (1, x.shape[1], (t1 - t0) * s, (l1 - l0) * s), self.name, self.scale)
+        y = y[..., (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s]
+        window = (top * s, bottom * s, left * s, right * s)  # in output pixels
+        if self.ycbcr is not None:  # the net's Y with the bicubic chroma of the same window
+            chroma = bicubic_upscale(self.ycbcr[:, 1:], self.scale, method="matlab", window=window)
+            y = ycbcr_to_rgb(torch.cat([y, chroma], dim=1))
+        self.out[..., window[0] : window[1], window[2] : window[3]] = y.clamp(0, 1)
+
+
+def _tiles(grid: tuple[int, int], tile: int | None) -> list[Box]:
+    """The (top, bottom, left, right) tiles of at most ``tile`` px covering ``grid``, row
+    by row; one box for the whole grid when ``tile`` is None."""
+    height, width = grid
+    if tile is None:
+        return [(0, height, 0, width)]
+    return [
+        (top, min(top + tile, height), left, min(left + tile, width))
+        for top in range(0, height, tile)
+        for left in range(0, width, tile)
+    ]
 
 
 def receptive_radius(model: nn.Module) -> int:
@@ -191,28 +280,6 @@ def receptive_radius(model: nn.Module) -> int:
             dh, dw = module.dilation
             radius += max((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
     return radius
-
-
-def _run(model: nn.Module, x: torch.Tensor, *, tile: int | None, out_scale: int) -> torch.Tensor:
-    """model(x), whole or in tiles with a receptive-field margin; (1, C, H, W) input."""
-    height, width = x.shape[-2:]
-    if tile is None or (height <= tile and width <= tile):
-        return model(x)
-    margin = receptive_radius(model)
-    rows = []
-    for top in range(0, height, tile):
-        row = []
-        for left in range(0, width, tile):
-            bottom, right = min(top + tile, height), min(left + tile, width)
-            t0, l0 = max(top - margin, 0), max(left - margin, 0)
-            t1, l1 = min(bottom + margin, height), min(right + margin, width)
-            out = model(x[..., t0:t1, l0:l1])
-            s = out_scale
-            row.append(
-                out[..., (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s]
-            )
-        rows.append(torch.cat(row, dim=-1))
-    return torch.cat(rows, dim=-2)
 
 
 # --- scoring ---------------------------------------------------------------------------
@@ -334,19 +401,45 @@ def load_sr_checkpoint(
     scale: int | None = None,
     device: str | torch.device | None = None,
 ) -> nn.Module:
-    """Load a ``training.save_model`` file holding SR model ``name``, checking that it is
-    that model's class and, if ``scale`` is given, that it was trained for that scale."""
+    """Load a ``checkpoints.save_model`` file holding SR model ``name``, checking that it
+    is that model's class and, if ``scale`` is given, that it was trained for that scale
+    (by its metadata and, for nets built for one scale, by its settings).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: (``CheckpointError``) the file holds something else, another scale,
+            or is damaged or crafted (see ``checkpoints.load_model``); the message names it.
+    """
     spec = model_spec(name)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     info = checkpoint_info(path)
-    if info.get("class") != spec.cls.__name__:
-        raise ValueError(f"{path} holds a {info.get('class')}, not a {name} ({spec.cls.__name__})")
+    check_sr_class(info, path, name)
     scales = checkpoint_scales(info)
     if scale is not None and scales and scale not in scales:
-        raise ValueError(f"{path} was trained for x{', x'.join(map(str, scales))}, not x{scale}")
+        raise CheckpointError(
+            f"{path} was trained for x{', x'.join(map(str, scales))}, not x{scale}"
+        )
+    built_for = info["kwargs"].get("scale")
+    if scale is not None and not spec.pre_upsample and built_for not in (None, scale):
+        raise CheckpointError(f"{path}: its settings build a x{built_for} {name}, not x{scale}")
     return load_model(spec.cls, path, device=pick_device(device))
+
+
+def check_sr_class(info: dict[str, Any], path: str | os.PathLike, name: str) -> None:
+    """A CheckpointError naming ``path`` unless its metadata (``checkpoint_info``) holds
+    the class of SR model ``name``; the message says what the file holds instead."""
+    expected = model_spec(name).cls.__name__
+    held = info["class"]
+    if held == expected:
+        return
+    if held in {spec.cls.__name__ for spec in MODELS.values()}:
+        raise CheckpointError(f"{path} holds a {held}, not a {name} ({expected})")
+    raise CheckpointError(
+        f"{path} holds a {held}, not an SR model (one of {', '.join(MODELS)}); "
+        "SR checkpoints come from nstcourse train-sr"
+    )
 
 
 def checkpoint_scales(info: dict[str, Any]) -> tuple[int, ...]:

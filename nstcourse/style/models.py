@@ -26,7 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from nstcourse.checkpoints import checkpoint_info, find_checkpoints_dir, load_model
+from nstcourse.checkpoints import (
+    CheckpointError,
+    checkpoint_info,
+    find_checkpoints_dir,
+    load_model,
+)
 from nstcourse.features import VGGFeatures
 from nstcourse.runmode import pick_device
 from nstcourse.style.adain import STYLE_LAYERS, AdaINNet, Decoder
@@ -91,15 +96,39 @@ def load_style_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"style checkpoint {path} not found")
-    info = checkpoint_info(path)
+    kind = check_style_info(checkpoint_info(path), path)
     device = pick_device(device)
-    if info.get("class") == "TransformNet":
+    if kind == "TransformNet":
         return load_model(TransformNet, path, device=device)
-    if info.get("class") == "Decoder":
-        decoder = load_model(Decoder, path, device=device)
-        encoder = VGGFeatures(list(STYLE_LAYERS[decoder.layer]), arch="vgg19", device=device)
-        return AdaINNet(encoder, decoder).eval()
-    raise ValueError(f"{path} holds a {info.get('class')}, not a TransformNet or an AdaIN Decoder")
+    decoder = load_model(Decoder, path, device=device)
+    encoder = VGGFeatures(list(STYLE_LAYERS[decoder.layer]), arch="vgg19", device=device)
+    return AdaINNet(encoder, decoder).eval()
+
+
+def check_style_info(info: dict[str, Any], path: str | os.PathLike) -> str:
+    """The class of a style checkpoint from its metadata (``checkpoint_info``),
+    "TransformNet" or "Decoder", after the checks only this track knows: a TransformNet's
+    ``styles`` is an int >= 1, a Decoder's ``layer`` one of ``adain.STYLE_LAYERS``.
+    Otherwise a CheckpointError naming ``path`` and the field."""
+    kind, kwargs = info["class"], info["kwargs"]
+    if kind == "TransformNet":
+        styles = kwargs.get("styles", 1)
+        if not (isinstance(styles, int) and not isinstance(styles, bool) and styles >= 1):
+            raise _bad_setting(path, "styles", styles, "an integer >= 1")
+    elif kind == "Decoder":
+        layer = kwargs.get("layer", "relu3_1")
+        if layer not in STYLE_LAYERS:
+            raise _bad_setting(path, "layer", layer, f"one of {', '.join(STYLE_LAYERS)}")
+    else:
+        raise CheckpointError(f"{path} holds a {kind}, not a TransformNet or an AdaIN Decoder")
+    return kind
+
+
+def _bad_setting(path: str | os.PathLike, key: str, value: object, wanted: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: setting {key!r} in metadata field 'kwargs' is {value!r}, not {wanted}; "
+        "use a checkpoint written by nstcourse train-style"
+    )
 
 
 def style_names(info: dict[str, Any]) -> list[str]:

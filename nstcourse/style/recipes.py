@@ -41,11 +41,11 @@ from torch.utils.data import Dataset
 
 from nstcourse.data import load_style_images, load_training_images
 from nstcourse.features import VGGFeatures
-from nstcourse.images import resize_long_side
+from nstcourse.images import ImageError, resize_long_side
 from nstcourse.recipes import Run, device_name, run_recipe
 from nstcourse.runmode import pick_device
 from nstcourse.style.adain import INPUT_SCALE, STYLE_LAYERS, AdaINNet, Decoder
-from nstcourse.style.fast_style import PerceptualLoss, TransformNet
+from nstcourse.style.fast_style import MIN_SIZE, PerceptualLoss, TransformNet
 from nstcourse.training import supervised_step
 
 PHOTOS = "photos/bsds500_train"
@@ -247,6 +247,31 @@ def _photos(recipe, seed: int) -> RandomCrops:
     )
 
 
+def _style_images(paths: Sequence[str], *, long_side: int | None = None) -> list[torch.Tensor]:
+    """The recipe's style images (``load_style_images``), each refused with an ImageError
+    naming it if a side is under MIN_SIZE px, before or after shrinking to ``long_side``:
+    a smaller one (1x1 px) would be scaled up to a flat colour and trained on silently.
+    MIN_SIZE (8 px, the TransformNet's smallest input, as fast-stylize asks of style
+    images) also covers the VGG: the style layers up to relu3_x need 4 px."""
+    images = []
+    for name, image in zip(paths, load_style_images(paths), strict=True):
+        _check_style_side(image, name, "")
+        if long_side is not None and max(image.shape[-2:]) != long_side:
+            image = resize_long_side(image, long_side)
+            _check_style_side(image, name, f" (after scaling its long side to {long_side} px)")
+        images.append(image)
+    return images
+
+
+def _check_style_side(image: torch.Tensor, name: str, after: str) -> None:
+    height, width = image.shape[-2:]
+    if min(height, width) < MIN_SIZE:
+        raise ImageError(
+            f"style image {name}: {width}x{height} px{after} is too small to train on; both "
+            f"sides need at least {MIN_SIZE} px"
+        )
+
+
 def _build_transform(recipe: JohnsonRecipe, seed: int, device) -> Run:
     count = len(recipe.styles)
     layers = list(dict.fromkeys([*recipe.content_layers, *recipe.style_layers]))
@@ -256,7 +281,7 @@ def _build_transform(recipe: JohnsonRecipe, seed: int, device) -> Run:
         style_weight = DEFAULT_STYLE_WEIGHT[vgg.weights_info.convention]
     loss = PerceptualLoss(
         vgg,
-        styles=load_style_images(recipe.styles, long_side=recipe.style_size),
+        styles=_style_images(recipe.styles, long_side=recipe.style_size),
         content_layers=recipe.content_layers,
         style_layers=recipe.style_layers,
         content_weight=recipe.content_weight,
@@ -303,7 +328,7 @@ def _build_adain(recipe: AdaINRecipe, seed: int, device) -> Run:
     decoder = Decoder(**kwargs)
     model = AdaINNet(vgg, decoder)
     paintings = RandomCrops(
-        load_style_images(recipe.styles),
+        _style_images(recipe.styles),
         size=recipe.crop,
         short_side=recipe.style_short_side,
         crops_per_image=recipe.crops_per_image,
