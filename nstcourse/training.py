@@ -544,11 +544,14 @@ def lock_workdir(workdir: str | os.PathLike, command: str) -> Iterator[None]:
     weights; so a second run raises ``WorkdirBusy`` at once, naming the process that holds
     the lock (its pid, host and ``command`` are written into ``run.lock``). The lock is an
     ``flock``: it ends with the ``with`` block, on an exception or Ctrl-C, and with the
-    process itself if it is killed; the file may stay and blocks nothing.
+    process itself if it is killed; the file may stay and blocks nothing. A folder this
+    call made that holds nothing else when the block ends (the run failed before it
+    recorded anything) is removed again, so that a mistyped command leaves no litter.
     """
     folder = Path(workdir)
     if folder.exists() and not folder.is_dir():
         raise WorkdirError(f"workdir {folder} is a file; give a folder for the checkpoints")
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -559,6 +562,9 @@ def lock_workdir(workdir: str | os.PathLike, command: str) -> Iterator[None]:
             yield
         finally:
             os.ftruncate(fd, 0)  # still locked: nobody reads a stale holder
+            if made and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                (folder / LOCK_FILE).unlink()  # while locked: no other run can be inside
+                folder.rmdir()
     finally:
         os.close(fd)
 

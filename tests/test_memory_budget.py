@@ -264,6 +264,31 @@ def test_upscale_out_of_memory_is_a_failure_naming_the_image(
         main(["upscale", str(src), "-o", str(tmp_path / "o.png"), "--scale", "3"])
 
 
+def test_in_a_folder_an_image_out_of_memory_fails_and_the_others_go_on(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nstcourse.cli.sr
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    big, small = noise_png(folder / "a.png", 20, 30), noise_png(folder / "b.png", 20, 30)
+    real = nstcourse.cli.sr.super_resolve
+
+    def fail_on_a(model, image, **kwargs):
+        if image.shape[-1] == 30 and not fail_on_a.done:  # the first image, a.png
+            fail_on_a.done = True
+            raise RuntimeError(ALLOCATOR_ERROR)
+        return real(model, image, **kwargs)
+
+    fail_on_a.done = False
+    monkeypatch.setattr("nstcourse.cli.sr.super_resolve", fail_on_a)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, ["upscale", folder, "-o", out, "--scale", 3, "--quiet"])
+    assert code == 1
+    assert f"{big}: out of memory (" in err and "1 of 2 images failed: a.png" in err
+    assert sorted(p.name for p in out.iterdir()) == [small.name]
+
+
 # --- fast-stylize ----------------------------------------------------------------------
 
 

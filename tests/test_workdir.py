@@ -113,6 +113,7 @@ def test_a_busy_workdir_is_refused_naming_the_holder(held) -> None:
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, FileNotFoundError])
 def test_the_lock_ends_with_the_run_however_it_ends(tmp_path, error) -> None:
+    (tmp_path / "w").mkdir()  # a folder made by the lock alone would be removed again
     with pytest.raises(error), lock_workdir(tmp_path / "w", "first"):
         raise error
     assert (tmp_path / "w" / LOCK_FILE).read_text() == ""  # no stale holder
@@ -175,9 +176,11 @@ def test_a_failed_setup_records_no_recipe(tmp_path, data_env) -> None:
                device="cpu")  # fmt: skip
     with pytest.raises(FileNotFoundError, match="nope.jpg"):
         train_style("johnson", steps=1, recipe=JohnsonRecipe(**tiny, styles=("nope.jpg",)), **run)
-    assert not (tmp_path / "w" / RECIPE_FILE).exists()
+    assert not (tmp_path / "w").exists()  # the folder it made is gone again, lock and all
+    (tmp_path / "w").mkdir()
     with lock_workdir(tmp_path / "w", "released"):  # the failed run let go of its lock
         pass
+    assert (tmp_path / "w").is_dir()  # a folder that was there before is kept
     result = train_style("johnson", steps=1, recipe=JohnsonRecipe(**tiny), **run)  # corrected
     assert result["recipe"]["resumed_from_step"] == 0
     assert json.loads((tmp_path / "w" / RECIPE_FILE).read_text())["recipe"]["styles"] == list(

@@ -276,8 +276,9 @@ def each_image(
     *,
     protected: Sequence[Path] = (),
 ) -> int:
-    """``run(image, out / image.name)`` for every image in ``folder``; a bad image is
-    reported and the rest go on. Returns the exit code: 0, 1 (some failed) or 130.
+    """``run(image, out / image.name)`` for every image in ``folder``; a bad image (or one
+    that runs out of memory) is reported and the rest go on. Returns the exit code: 0, 1
+    (some failed) or 130.
 
     Raises UsageError before any work if OUT is a file or the input folder, the folder has
     no images, or an output would replace one of the ``protected`` files.
@@ -308,7 +309,7 @@ def each_image(
         except OSError as err:
             print(f"{prog}: error: {os_error_message(err, out / path.name)}", file=sys.stderr)
             failed.append(path.name)
-        except ValueError as err:
+        except (ValueError, torch.OutOfMemoryError) as err:  # OutOfMemory names the image
             print(f"{prog}: error: {err}", file=sys.stderr)
             failed.append(path.name)
     if failed:
