@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from clirun import run
 from PIL import Image
 
 import nstcourse.cli.sr
@@ -24,7 +25,6 @@ import nstcourse.cli.style
 import nstcourse.cli.stylize
 import nstcourse.runner
 from nstcourse.checkpoints import save_model
-from nstcourse.cli import main
 from nstcourse.cli.common import UsageError, os_error_message, run_command
 from nstcourse.images import ImageError, load_image
 from nstcourse.sr.espcn import ESPCN
@@ -32,15 +32,6 @@ from nstcourse.style.recipes import JohnsonRecipe, _style_images
 
 LONG_NAME = "a" * 300 + ".png"  # over any file system's 255-byte limit
 SHALLOW = ["--content-layers", "relu3_2", "--style-layers", "relu1_1,relu2_1,relu3_1"]
-
-
-def run(capsys: pytest.CaptureFixture, argv: list) -> tuple[int, str, str]:
-    try:
-        code = main([str(arg) for arg in argv])
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def refused(code: int, err: str, *names: object) -> None:

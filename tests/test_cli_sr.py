@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clirun import run
 from PIL import Image
 
 import nstcourse.cli.sr
 from nstcourse.checkpoints import save_model
-from nstcourse.cli import main
 from nstcourse.sr.espcn import ESPCN
 from nstcourse.sr.recipes import RECIPES, ESPCNRecipe
 
@@ -32,15 +32,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     small = tmp_path / "small.png"
     Image.new("RGB", (3, 20)).save(small)
     return {"images": images, "small": small, "out": tmp_path / "out", "tmp": tmp_path}
-
-
-def run(capsys: pytest.CaptureFixture, argv: list) -> tuple[int, str, str]:
-    try:
-        code = main([str(arg) for arg in argv])
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def written(folder: Path) -> list[str]:

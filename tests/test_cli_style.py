@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import run
 from PIL import Image
 
 import nstcourse.cli.style
 from nstcourse.checkpoints import checkpoint_info, save_model
-from nstcourse.cli import main
 from nstcourse.images import load_image, to_numpy
 from nstcourse.style.fast_style import TransformNet, stylize_batch
 from nstcourse.style.models import load_style_checkpoint, load_style_model
@@ -52,15 +52,6 @@ def vgg(monkeypatch: pytest.MonkeyPatch, partial_vgg19: Path) -> None:
     """AdaIN's encoder: the data pack's VGG-19 (it covers relu3_1), no random layers."""
     monkeypatch.setenv("NSTCOURSE_WEIGHTS_DIR", str(partial_vgg19.parent))
     monkeypatch.delenv("NSTCOURSE_VGG_MISSING", raising=False)
-
-
-def run(capsys: pytest.CaptureFixture, argv: list) -> tuple[int, str, str]:
-    try:
-        code = main([str(arg) for arg in argv])
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def written(folder: Path) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import run
 from PIL import Image
 
 from nstcourse import budget
@@ -47,15 +48,6 @@ ALLOCATOR_ERROR = (
 def _shipped_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NSTCOURSE_CHECKPOINTS_DIR", str(CHECKPOINTS))
     monkeypatch.delenv(BUDGET_ENV, raising=False)
-
-
-def run(capsys: pytest.CaptureFixture, argv: list) -> tuple[int, str, str]:
-    try:
-        code = main([str(arg) for arg in argv])
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def noise_png(path: Path, height: int, width: int) -> Path:
