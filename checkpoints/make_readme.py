@@ -33,6 +33,9 @@ laid out below by `python checkpoints/make_readme.py`.
   (weighted terms, mean of the last 100 steps) and the time to stylise one 512×512 image,
   taken when the file was written, on a shared machine while other training ran (so only
   a rough figure; `benchmarks/fast_style_speed.py` measures speed in one quiet run).
+  `adain.safetensors` also carries the VGG-19 layers it was trained behind (`conv1_1` …
+  `conv3_1` of the Caffe-convention file named, with its sha256, in its `vgg` metadata),
+  so it gives the same pictures whichever VGG-19 is installed.
 
 These were trained on a shared 2-core CPU, with far smaller budgets than the papers
 (SRCNN: ~10^8 back-propagations; VDSR: 80 epochs of 291 images at batch 64; SRResNet:

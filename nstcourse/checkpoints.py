@@ -403,15 +403,28 @@ CHECKPOINTS_DIR_ENV = "NSTCOURSE_CHECKPOINTS_DIR"
 
 
 REPO_CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+# An installed wheel's copy of them (pyproject.toml, [tool.hatch.build.targets.wheel]).
+PACKAGE_CHECKPOINTS_DIR = Path(__file__).resolve().parent / "shipped_checkpoints"
+
+
+def _in_checkout() -> bool:
+    """This package is the ``nstcourse/`` folder of a checkout (or an editable install of
+    one): beside it are the checkout's ``pyproject.toml`` and ``checkpoints/``. An installed
+    package has site-packages there, where a ``checkpoints`` folder would be another's."""
+    repo = REPO_CHECKPOINTS_DIR.parent
+    return (repo / "pyproject.toml").is_file() and REPO_CHECKPOINTS_DIR.is_dir()
 
 
 def find_checkpoints_dir(checkpoints_dir: str | os.PathLike | None = None) -> Path:
     """Where the course checkpoints are: the argument, else ``$NSTCOURSE_CHECKPOINTS_DIR``,
-    else the ``checkpoints/`` folder of the repository checkout this package is in."""
+    else the ``checkpoints/`` folder of the checkout this package is in (where they are
+    trained and updated), else the copy an installed package carries."""
     if checkpoints_dir is not None:
         return Path(checkpoints_dir).expanduser()
     value = os.environ.get(CHECKPOINTS_DIR_ENV, "").strip()
-    return Path(value).expanduser() if value else REPO_CHECKPOINTS_DIR
+    if value:
+        return Path(value).expanduser()
+    return REPO_CHECKPOINTS_DIR if _in_checkout() else PACKAGE_CHECKPOINTS_DIR
 
 
 def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:

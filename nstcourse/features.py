@@ -111,7 +111,7 @@ class VGGFeatures(nn.Module):
         if missing not in ("error", "random"):
             raise ValueError(f"missing={missing!r} (or ${MISSING_ENV}); use 'error' or 'random'")
         if not isinstance(weights, VGGWeights):
-            weights = load_vgg_weights(arch, weights, convention=convention)
+            weights = load_vgg_weights(arch, weights, convention=convention, layers=layers)
         self.arch, self.layers, self.weights_info = arch, list(layers), weights
         self.names = all_names[: max(all_names.index(name) for name in layers) + 1]
         self.min_size = min_input_side(arch, layers)

@@ -10,7 +10,8 @@ VGG weights come in two input conventions, and the convention belongs to the wei
 
 A file is recognised by its sha256 in ``VGG_CATALOG`` (or the caller states the
 convention). Resolution order: explicit path -> ``$NSTCOURSE_WEIGHTS_DIR`` -> torch
-hub cache -> download from torchvision's URL with its sha256 prefix checked.
+hub cache -> download from torchvision's URL with its sha256 prefix checked. Of the files
+found, the first that has every layer asked for is taken (``find_vgg_file``).
 
 A file may cover only the first layers (the course data pack's VGG-19 stops at
 conv3_4); ``VGGWeights.layers`` says which conv layers it has. Deciding what to do
@@ -220,6 +221,7 @@ def load_vgg_weights(
     *,
     convention: str | None = None,
     download: bool = True,
+    layers: Iterable[str] | None = None,
 ) -> VGGWeights:
     """Find and read VGG weights for ``arch``.
 
@@ -227,15 +229,17 @@ def load_vgg_weights(
         arch: "vgg16" or "vgg19".
         path: an explicit file (full checkpoint, ``features`` state dict, or
             .safetensors). If None, search ``$NSTCOURSE_WEIGHTS_DIR``, then the torch hub
-            cache, then download torchvision's file.
+            cache, then download torchvision's file (``find_vgg_file``).
         convention: "torchvision" or "caffe"; required for files not in ``VGG_CATALOG``,
             and checked against the catalog for files in it.
         download: allow downloading when nothing is found locally.
+        layers: the layers that will be used (e.g. ``["relu3_1"]``): the search takes the
+            first file that has every conv up to the deepest of them. None: all of them.
     """
     _config(arch)
     if convention is not None and convention not in CONVENTIONS:
         raise ValueError(f"convention={convention!r}; use one of {CONVENTIONS}")
-    file, source = find_vgg_file(arch, path, download=download)
+    file, source = find_vgg_file(arch, path, download=download, layers=layers)
     known = identify(file)
     if known is not None and known.arch != arch:
         raise WeightsError(
@@ -266,25 +270,67 @@ def load_vgg_weights(
     )
 
 
+def search_places() -> list[tuple[Path, str]]:
+    """The folders searched for catalog files, in order, each with the name that
+    ``VGGWeights.source`` gives it: ``$NSTCOURSE_WEIGHTS_DIR`` (if set), the torch hub cache."""
+    places = []
+    weights_dir = os.environ.get(WEIGHTS_DIR_ENV)
+    if weights_dir:
+        places.append((Path(weights_dir), f"${WEIGHTS_DIR_ENV}"))
+    places.append((Path(torch.hub.get_dir()) / "checkpoints", "torch hub cache"))
+    return places
+
+
+def convs_needed(arch: str, layers: Iterable[str] | None = None) -> list[str]:
+    """The conv layers a network cut after the deepest of ``layers`` runs through
+    (``["relu2_1"]`` → conv1_1, conv1_2, conv2_1); None: every conv of ``arch``."""
+    names = layer_names(arch)
+    layers = list(names if layers is None else layers)
+    unknown = [name for name in layers if name not in names]
+    if unknown or not layers:
+        raise ValueError(f"unknown {arch} layer(s) {unknown or layers}; known: {', '.join(names)}")
+    deepest = max(names.index(name) for name in layers)
+    return [name for name in names[: deepest + 1] if name.startswith("conv")]
+
+
+def _covers(file: Path, arch: str, convs: list[str]) -> bool:
+    """``file`` has all of ``convs`` (read once: the load that follows reuses it)."""
+    identify(file)  # a catalog name on other bytes is refused before anything is read
+    have = _read_convs(str(file), file.stat().st_mtime_ns, arch)
+    return all(name in have for name in convs)
+
+
 def find_vgg_file(
-    arch: str, path: str | os.PathLike | None = None, *, download: bool = True
+    arch: str,
+    path: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    layers: Iterable[str] | None = None,
 ) -> tuple[Path, str]:
-    """Return (file, where it was found) following the resolution order above."""
+    """Return (file, where it was found) following the resolution order above.
+
+    Of the catalog files found (each place in ``search_places``, each in catalog order)
+    the first that has every conv up to the deepest of ``layers`` (None: all) wins, so
+    that a partial file early in the search does not hide a full one after it; if none
+    has them all, the first found (the feature extractor then says what is missing).
+    """
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"VGG weights file not found: {path}")
         return path, "explicit"
+    wanted = convs_needed(arch, layers)
     candidates = [k for k in VGG_CATALOG if k.arch == arch]
+    found = [
+        (place / known.filename, source)
+        for place, source in search_places()
+        for known in candidates
+        if (place / known.filename).is_file()
+    ]
+    if found:
+        return next((item for item in found if _covers(item[0], arch, wanted)), found[0])
     weights_dir = os.environ.get(WEIGHTS_DIR_ENV)
-    if weights_dir:
-        for known in candidates:
-            if (Path(weights_dir) / known.filename).is_file():
-                return Path(weights_dir) / known.filename, f"${WEIGHTS_DIR_ENV}"
     hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    for known in candidates:
-        if (hub_dir / known.filename).is_file():
-            return hub_dir / known.filename, "torch hub cache"
     default = next(k for k in candidates if k.convention == "torchvision")
     target = hub_dir / default.filename
     where = f"${WEIGHTS_DIR_ENV} ({weights_dir}) or {hub_dir}" if weights_dir else str(hub_dir)
@@ -309,6 +355,12 @@ def _file_sha256(path: Path) -> str:
     """sha256 of a weights file, hashed once per process while the file is unchanged."""
     stat = path.stat()
     return _sha256_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """The sha256 (hex) of a weights file, hashed once per process while it is unchanged:
+    what a checkpoint records of the VGG it was trained with."""
+    return _file_sha256(Path(path))
 
 
 @functools.lru_cache(maxsize=16)

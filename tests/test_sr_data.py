@@ -333,13 +333,17 @@ def test_patch_dataset_works_with_a_dataloader() -> None:
 # --- the data pack --------------------------------------------------------------------
 
 
-def test_load_sr_set_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_sr_set_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closed_port_url: str
+) -> None:
     with pytest.raises(ValueError, match="Set5"):
         load_sr_set("Set6", data_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match=r"sr/Set5.*NSTCOURSE_DATA_DIR"):
         load_sr_set("Set5", data_dir=tmp_path)
+    # Unset and offline (a mirror where nothing listens): the error says what to do.
     monkeypatch.delenv("NSTCOURSE_DATA_DIR", raising=False)
-    with pytest.raises(FileNotFoundError, match="NSTCOURSE_DATA_DIR"):
+    monkeypatch.setenv("NSTCOURSE_DATA_MIRROR", closed_port_url.rsplit("/", 1)[0])
+    with pytest.raises(FileNotFoundError, match="sr/Set5.*NSTCOURSE_DATA_MIRROR"):
         load_sr_set("Set5")
 
 

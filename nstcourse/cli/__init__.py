@@ -8,6 +8,8 @@
     feed-forward style networks (``nstcourse.style``).
 ``nstcourse upscale ...``, ``nstcourse train-sr ...``  (``cli.sr``)
     super-resolution (``nstcourse.sr``).
+``nstcourse fetch-data DIR [ITEM ...]``  (``cli.data``)
+    download the course data into a folder (a mirror, or a data dir for offline use).
 
 Only this package knows argparse; the library never imports it.
 """
@@ -18,6 +20,7 @@ import argparse
 import sys
 
 from nstcourse.cli.common import sigterm_as_interrupt
+from nstcourse.cli.data import add_data_commands
 from nstcourse.cli.notebooks import add_notebook_commands
 from nstcourse.cli.sr import add_sr_commands
 from nstcourse.cli.style import add_style_commands
@@ -36,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stylize_commands(commands)  # stylize
     add_sr_commands(commands)  # upscale, train-sr
     add_style_commands(commands)  # fast-stylize, train-style
+    add_data_commands(commands)  # fetch-data
     return parser
 
 

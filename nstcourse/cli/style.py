@@ -391,7 +391,7 @@ def _train_style(args: argparse.Namespace) -> int:
 
 def _style_path(text: str) -> str:
     """A style image the user names: a file here (made absolute), else as the recipes name
-    theirs, relative to $NSTCOURSE_DATA_DIR."""
+    theirs, a catalog path relative to the data folder (fetched on first use)."""
     path = Path(text).expanduser()
     return str(path.resolve()) if path.is_file() else text
 
@@ -531,7 +531,8 @@ def _add_train_style(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--style", nargs="+", action="extend", default=None, metavar="PATH",
         help="style image(s): johnson one, cin two or more (their order is the style index), "
-        "adain the paintings to train on; a file here, else relative to $NSTCOURSE_DATA_DIR "
+        "adain the paintings to train on; a file here, else a catalog path such as "
+        "images/style/starry_night.jpg "
         "(default: the recipe's)",
     )  # fmt: skip
     p.add_argument(

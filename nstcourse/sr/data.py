@@ -304,27 +304,26 @@ def load_sr_set(
 ) -> list[tuple[str, torch.Tensor]]:
     """The HR images of an SR set as (stem, (1, 3, H, W) tensor in [0, 1]), sorted by name.
 
-    ``name`` is one of ``SR_SETS``; the images are read from ``<data_dir>/sr/<name>``,
-    ``data_dir`` defaulting to ``$NSTCOURSE_DATA_DIR``. Grayscale images (Set14's
-    bridge) come back with three equal channels.
+    ``name`` is one of ``SR_SETS``; the images are read from ``<data_dir>/sr/<name>`` when
+    ``data_dir`` is given, else found by ``data.folder_files``:
+    ``$NSTCOURSE_DATA_DIR/sr/<name>``, the per-user cache, or fetched into it on first use
+    (from ``$NSTCOURSE_DATA_MIRROR`` when set). Grayscale images (Set14's bridge) come
+    back with three equal channels.
     """
     if name not in SR_SETS:
         raise ValueError(f"name must be one of {SR_SETS}, got {name!r}")
-    root = Path(data_dir).expanduser() if data_dir is not None else data.data_dir()
-    if root is None:
-        raise FileNotFoundError(
-            f"SR set {name!r}: ${data.DATA_DIR_ENV} is not set; set it to the folder that "
-            f"holds sr/{name}/ (or pass data_dir=)"
-        )
-    folder = root / "sr" / name
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"SR set {name!r}: folder {folder} not found; put the set's HR images there, or "
-            f"point ${data.DATA_DIR_ENV} (or data_dir=) at a folder that has sr/{name}/"
-        )
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"SR set {name!r}: no images in {folder}")
+    if data_dir is None:
+        files = data.folder_files(f"sr/{name}")
+    else:
+        folder = Path(data_dir).expanduser() / "sr" / name
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"SR set {name!r}: folder {folder} not found; put the set's HR images there, "
+                f"or leave data_dir= out to use ${data.DATA_DIR_ENV} or the download"
+            )
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"SR set {name!r}: no images in {folder}")
     return [(path.stem, load_image(path)) for path in files]
 
 

@@ -9,7 +9,7 @@ goes through (work folder, exact resume, metadata, atomic save), adding what onl
 needs: PSNR-Y on Set5 now and then, and at the end the scale(s) and the measured Set5
 PSNR-Y/SSIM-Y beside bicubic's in the metadata.
 
-Data (``$NSTCOURSE_DATA_DIR``; README, "Data and weights"): SRCNN trains on T91
+Data (catalog datasets, fetched on first use; README, "Data and weights"): SRCNN trains on T91
 (``sr/T91``), the others on "291" = T91 + BSD200 = ``sr/T91`` + ``photos/bsds500_train``,
 VDSR's training set. The papers trained SRCNN and ESPCN on T91 and, for their best
 results, on ImageNet, as SRGAN; the course does not have ImageNet. Train on another set
@@ -181,7 +181,9 @@ class SRGANRecipe:
     lr_decay: float = 0.1
     precision: str = "float32"  # "float32", "bfloat16" or "auto" (training.resolve_precision)
     vgg_layer: str = "relu2_2"  # paper's VGG2,2 (VGG5,4 needs layers the data pack lacks)
-    vgg_rescale: float = 1 / 12.75  # paper: feature maps scaled by 1/12.75
+    # paper: feature maps scaled by 1/12.75; None: the table's value for the VGG weights'
+    # convention (nstcourse.conventions; 1/12.75 for both, see there why)
+    vgg_rescale: float | None = None
     adversarial_weight: float = 1e-3  # paper: l_X + 1e-3 l_Gen
     d_width: int = 64  # paper: 64 ... 512 filters
     d_pooled_size: int = 6  # paper's 6x6 map before Dense(1024) at 96x96 crops
@@ -385,6 +387,7 @@ def _build_srgan(recipe: SRGANRecipe, images, seed: int, device) -> Run:
     D = Discriminator(width=recipe.d_width, pooled_size=recipe.d_pooled_size)
     extractor = VGGFeatures([recipe.vgg_layer], arch="vgg19", device=device)
     content = VGGContentLoss(extractor, layer=recipe.vgg_layer, rescale=recipe.vgg_rescale)
+    info = {"vgg_rescale": content.rescale}  # the rescale as used, whatever the recipe said
     opt_G = torch.optim.Adam(G.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=recipe.lr, betas=(0.9, 0.999))
     step = SRGANStep(
@@ -400,7 +403,9 @@ def _build_srgan(recipe: SRGANRecipe, images, seed: int, device) -> Run:
     if recipe.lr_decay_every is not None:
         schedulers = {"G": _step_lr(opt_G, recipe), "D": _step_lr(opt_D, recipe)}
     dataset = _rgb_patches(recipe, images, seed)
-    return Run(G, kwargs, step, step.optimizers, dataset, step.models, schedulers)
+    run = Run(G, kwargs, step, step.optimizers, dataset, step.models, schedulers)
+    run.info = info
+    return run
 
 
 BUILDERS: dict[str, Callable[..., Run]] = {

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nstcourse.conventions import weights_for
 from nstcourse.features import VGGFeatures
 from nstcourse.training import autocast, optimizer_step
 
@@ -168,19 +169,27 @@ class VGGContentLoss(nn.Module):
     a factor of 1/12.75", which it notes equals multiplying the loss by about 0.006; so
     ``rescale`` s multiplies the *features* and the loss scales by s**2 (1/12.75**2 =
     0.00615). Here the mean also runs over channels (the same up to a constant factor).
+    Caffe-convention features are ~58× larger than torchvision's, so the right s depends
+    on the extractor's weights; ``nstcourse.conventions`` says which s each convention gets
+    and why.
 
     Args:
         extractor: a ``VGGFeatures`` that returns ``layer``.
         layer: VGG layer name, e.g. "relu2_2" (VGG2,2) or "relu5_4" (VGG5,4).
-        rescale: s, the factor on the feature maps.
+        rescale: s, the factor on the feature maps; None: the per-convention table's
+            ``srgan_vgg_rescale`` for the extractor's weights (the paper's 1/12.75).
 
     Call: ``loss(sr, hr)`` with (N, 3, H, W) RGB images in [0, 1]; returns a scalar.
     """
 
-    def __init__(self, extractor: VGGFeatures, layer: str = "relu2_2", rescale: float = 1 / 12.75):
+    def __init__(
+        self, extractor: VGGFeatures, layer: str = "relu2_2", rescale: float | None = None
+    ):
         super().__init__()
         if layer not in extractor.layers:
             raise ValueError(f"layer={layer!r} is not returned by the extractor {extractor.layers}")
+        if rescale is None:
+            rescale = weights_for(extractor.weights_info.convention).srgan_vgg_rescale
         self.extractor, self.layer, self.rescale = extractor, layer, rescale
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

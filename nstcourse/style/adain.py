@@ -35,11 +35,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nstcourse.colour import match_colour
+from nstcourse.conventions import by_convention
 from nstcourse.features import VGGFeatures
-from nstcourse.vgg_weights import conv_channels, layer_names
+from nstcourse.vgg_weights import CONVENTIONS, conv_channels, convs_needed, layer_names
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # where the decoder may start
-INPUT_SCALE = {"caffe": 1 / 255, "torchvision": 1.0}  # Decoder(input_scale=) by VGG convention
+INPUT_SCALE = by_convention("adain_input_scale")  # Decoder(input_scale=) by VGG convention
 STYLE_LAYERS = {  # the paper's style layers that exist up to the encoder's last layer
     layer: LAYERS[: LAYERS.index(layer) + 1] for layer in LAYERS
 }
@@ -114,18 +115,33 @@ class Decoder(nn.Module):
             input) are ~100× larger than those of the paper's normalised VGG, and a
             freshly initialised decoder then starts with outputs in the hundreds; 1/255
             (``INPUT_SCALE["caffe"]``) brings them back to the order of one.
+        encoder_convention: None, or the convention ("caffe", "torchvision") of the VGG-19
+            whose convs up to ``layer`` this decoder carries as buffers
+            (``encoder_convs``, filled by ``carry_encoder``): a decoder works only behind
+            the encoder it was trained with, so its checkpoint holds that encoder (a few
+            MB) and needs no VGG file.
 
     ``forward(t)``: t (N, C, h, w) → (N, 3, h·2^k, w·2^k), k pools; not squashed, so
     roughly but not strictly in [0, 1] (as the paper's).
     """
 
-    def __init__(self, *, layer: str = "relu3_1", input_scale: float = 1.0):
+    def __init__(
+        self,
+        *,
+        layer: str = "relu3_1",
+        input_scale: float = 1.0,
+        encoder_convention: str | None = None,
+    ):
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"layer={layer!r}; use one of {LAYERS}")
         if not input_scale > 0:
             raise ValueError(f"input_scale={input_scale} must be positive")
+        if encoder_convention is not None and encoder_convention not in CONVENTIONS:
+            raise ValueError(f"encoder_convention={encoder_convention!r}; use one of {CONVENTIONS}")
         self.layer, self.input_scale = layer, input_scale
+        self.encoder_convention = encoder_convention
+        self.encoder_convs = None if encoder_convention is None else _encoder_buffers(layer)
         names = layer_names("vgg19")
         channels, c_in = iter(conv_channels("vgg19")), 3
         steps: list[tuple[int, int] | None] = []  # a conv (c_in, c_out), or None: a pooling
@@ -148,6 +164,58 @@ class Decoder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.body(t * self.input_scale)
+
+    def carry_encoder(self, encoder: VGGFeatures) -> None:
+        """Copy ``encoder``'s convs up to ``layer`` (random ones included, as trained) into
+        ``encoder_convs``, for the checkpoint; its convention must be ``encoder_convention``."""
+        convention = encoder.weights_info.convention
+        if self.encoder_convs is None or convention != self.encoder_convention:
+            raise ValueError(
+                f"this decoder carries a {self.encoder_convention} encoder; "
+                f"the given one is {convention}"
+            )
+        convs = dict(zip(encoder.names, encoder.body, strict=True))
+        with torch.no_grad():
+            for name, holder in self._holders().items():
+                conv = cast(nn.Conv2d, convs[name])
+                holder.weight.copy_(conv.weight)
+                holder.bias.copy_(cast(torch.Tensor, conv.bias))
+
+    def encoder_weights(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The carried encoder as ``VGGWeights.convs`` ({conv name: (weight, bias)}), on
+        the CPU; empty if this decoder carries none."""
+        return {
+            name: (holder.weight.detach().cpu(), holder.bias.detach().cpu())
+            for name, holder in self._holders().items()
+        }
+
+    def _holders(self) -> dict[str, _ConvBuffers]:
+        """``encoder_convs`` by conv name ({} if none)."""
+        holders = self.encoder_convs.items() if self.encoder_convs is not None else []
+        return {name: cast(_ConvBuffers, holder) for name, holder in holders}
+
+
+class _ConvBuffers(nn.Module):
+    """A conv's weight and bias as buffers: saved with the module, never trained."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.weight: torch.Tensor
+        self.bias: torch.Tensor
+        self.register_buffer("weight", torch.zeros(c_out, c_in, 3, 3))
+        self.register_buffer("bias", torch.zeros(c_out))
+
+
+def _encoder_buffers(layer: str) -> nn.ModuleDict:
+    """Empty buffers for VGG-19's convs up to ``layer`` (state keys ``conv1_1.weight``, …)."""
+    names = convs_needed("vgg19", [layer])
+    channels = conv_channels("vgg19")[: len(names)]
+    return nn.ModuleDict(
+        {
+            name: _ConvBuffers(c_in, c_out)
+            for name, c_in, c_out in zip(names, [3, *channels[:-1]], channels, strict=True)
+        }
+    )
 
 
 class AdaINNet(nn.Module):

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from nstcourse.colour import gray_to_rgb, luminance, luminance_swap, match_colour, match_luminance
+from nstcourse.conventions import by_convention
 from nstcourse.features import VGGFeatures
 from nstcourse.images import resize_long_side
 from nstcourse.losses import (
@@ -56,10 +57,12 @@ OPTIMIZERS = ("lbfgs", "adam")
 # each pixel by about lr per step.
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
 
-# β for α = 1 by weights convention. caffe: chosen by eye on the data pack's VGG-19 at
-# 256–512 px (notebook 02 shows the α/β grid); torchvision: the PyTorch tutorial's value
-# for the same normalisations.
-DEFAULT_STYLE_WEIGHT = {"caffe": 1e2, "torchvision": 1e6}
+# β for α = 1 by weights convention, from the per-convention table (its sources and
+# derivations are in nstcourse.conventions).
+DEFAULT_STYLE_WEIGHT = by_convention("gatys_style_weight")
+# A TV weight γ (α = 1) that visibly smooths, by weights convention. ``stylize`` defaults to
+# γ = 0; a non-zero γ has to follow the convention, as TV does not scale with the features.
+TV_WEIGHT = by_convention("gatys_tv_weight")
 
 Callback = Callable[[int, torch.Tensor, dict[str, float]], None]
 
@@ -339,7 +342,9 @@ def stylize(
             the result (up to γ); with a content init, smaller α/β means more style.
             ``style_weight=None`` takes ``DEFAULT_STYLE_WEIGHT`` for the extractor's
             weights convention: features of Caffe weights are ~58× larger (0–255 input,
-            no std), so their Gram losses are ~10⁴× larger relative to content.
+            no std), so their Gram losses grow ~58² ≈ 3·10³× more than the content loss
+            (``nstcourse.conventions``). γ does not scale with the features at all: a
+            non-zero γ must follow the convention too (``TV_WEIGHT``).
         style_blend: weights of the style images' Gram matrices (default equal).
         optimizer, lr: "lbfgs" (default, as the paper) or "adam"; lr None picks a default.
         init: "content", "noise" (uniform, seeded) or "style", or a (1, 3, H, W) image.

@@ -36,6 +36,16 @@ from nstcourse.features import VGGFeatures
 from nstcourse.runmode import pick_device
 from nstcourse.style.adain import STYLE_LAYERS, AdaINNet, Decoder
 from nstcourse.style.fast_style import TransformNet
+from nstcourse.vgg_weights import (
+    CONVENTIONS,
+    VGG_CATALOG,
+    WEIGHTS_DIR_ENV,
+    VGGWeights,
+    WeightsError,
+    load_vgg_weights,
+    search_places,
+    weights_sha256,
+)
 
 # The style image (relative to the data dir) of each single-style network.
 JOHNSON_STYLES = {
@@ -74,7 +84,7 @@ def load_style_model(
     checkpoints_dir: str | os.PathLike | None = None,
 ) -> nn.Module:
     """A shipped style network in eval mode: a ``TransformNet`` (the four single-style
-    names and "cin") or an ``AdaINNet`` ("adain", with the data pack's VGG-19 as encoder).
+    names and "cin") or an ``AdaINNet`` ("adain", with the encoder its file carries).
 
     Raises:
         ValueError: unknown name, or a file that does not hold that network.
@@ -92,17 +102,87 @@ def load_style_model(
 def load_style_checkpoint(
     path: str | os.PathLike, *, device: str | torch.device | None = None
 ) -> TransformNet | AdaINNet:
-    """Load any ``train_style`` file: a TransformNet, or a Decoder wrapped in an AdaINNet."""
+    """Load any ``train_style`` file: a TransformNet, or a Decoder wrapped in an AdaINNet
+    whose encoder is exactly the one the decoder was trained behind (``adain_encoder``).
+
+    Raises:
+        CheckpointError: a damaged or foreign file (the message names it).
+        WeightsError: a decoder that carries no encoder, and its VGG-19 file is not here.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"style checkpoint {path} not found")
-    kind = check_style_info(checkpoint_info(path), path)
+    info = checkpoint_info(path)
+    kind = check_style_info(info, path)
     device = pick_device(device)
     if kind == "TransformNet":
         return load_model(TransformNet, path, device=device)
     decoder = load_model(Decoder, path, device=device)
-    encoder = VGGFeatures(list(STYLE_LAYERS[decoder.layer]), arch="vgg19", device=device)
-    return AdaINNet(encoder, decoder).eval()
+    return AdaINNet(adain_encoder(decoder, info, path, device=device), decoder).eval()
+
+
+def adain_encoder(
+    decoder: Decoder,
+    info: dict[str, Any],
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+) -> VGGFeatures:
+    """The VGG-19 encoder of the decoder in checkpoint ``path`` (metadata ``info``).
+
+    A decoder's features only mean something behind the encoder it was trained with:
+    another VGG-19 (torchvision's weights instead of Caffe's) gives features ~60× larger
+    and silently wrong pictures. So: the encoder the file carries (``Decoder(
+    encoder_convention=...)``, what ``train-style adain`` writes); else the VGG file its
+    metadata records (``vgg``: file, convention, sha256), found by name in the weights
+    search and checked by sha256; else a WeightsError naming that file.
+    """
+    layers = list(STYLE_LAYERS[decoder.layer])
+    if decoder.encoder_convention is not None:
+        weights = VGGWeights(
+            path=Path(path),
+            source="checkpoint",
+            arch="vgg19",
+            convention=decoder.encoder_convention,
+            known=None,
+            convs=decoder.encoder_weights(),
+        )
+        return VGGFeatures(layers, arch="vgg19", weights=weights, missing="error", device=device)
+    return VGGFeatures(layers, arch="vgg19", weights=_recorded_vgg(info, path), device=device)
+
+
+def _recorded_vgg(info: dict[str, Any], path: str | os.PathLike) -> VGGWeights:
+    """The VGG-19 file that a decoder without its encoder records in its metadata."""
+    found = info.get("vgg")
+    record: dict[str, Any] = found if isinstance(found, dict) else {}
+    name, convention = record.get("file"), record.get("convention")
+    if not isinstance(name, str) or Path(name).name != name or convention not in CONVENTIONS:
+        raise CheckpointError(
+            f"{path}: an AdaIN decoder that does not carry its encoder must record the "
+            "VGG-19 it was trained with (metadata field 'vgg': file, convention, sha256); "
+            "retrain it with nstcourse train-style adain, which stores the encoder"
+        )
+    sha256 = _recorded_sha256(record, name)
+    for place, _source in search_places():
+        candidate = place / name
+        if candidate.is_file() and sha256 and weights_sha256(candidate).startswith(sha256):
+            return load_vgg_weights("vgg19", candidate, convention=convention)
+    where = " or ".join(str(place) for place, _source in search_places())
+    raise WeightsError(
+        f"{path}: this AdaIN decoder was trained behind the VGG-19 file {name} ({convention} "
+        f"convention, sha256 {sha256 or 'not recorded'}) and gives wrong pictures behind any "
+        f"other; put that file in {where} (${WEIGHTS_DIR_ENV}), or use a checkpoint that "
+        "carries its encoder (nstcourse train-style adain writes one)"
+    )
+
+
+def _recorded_sha256(record: dict[str, Any], name: str) -> str:
+    """The sha256 (or catalog prefix) of the VGG file a decoder records: its own field,
+    else the catalog's for that file name (checkpoints older than the field); '' if none."""
+    sha256 = record.get("sha256")
+    if isinstance(sha256, str) and sha256:
+        return sha256.lower()
+    return next((known.sha256 for known in VGG_CATALOG if known.filename == name), "")
 
 
 def check_style_info(info: dict[str, Any], path: str | os.PathLike) -> str:

@@ -16,7 +16,7 @@ and the VGG the network was trained with.
   (photo, painting) pairs.
 
 Every loss uses VGG-19 layers up to relu3_x, which the data pack's VGG-19 covers (README,
-"Data and weights"). Data (``$NSTCOURSE_DATA_DIR``, laid out as that section says):
+"Data and weights"). Data (catalog datasets, fetched on first use, as that section says):
 photos from ``photos/bsds500_train`` (the papers used MS-COCO), paintings from
 ``images/style`` (public-domain ones only; the AdaIN paper used ~80,000 WikiArt
 paintings).
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nstcourse.conventions import by_convention
 from nstcourse.data import load_style_images, load_training_images
 from nstcourse.features import VGGFeatures
 from nstcourse.images import ImageError, resize_long_side
@@ -47,6 +48,7 @@ from nstcourse.runmode import pick_device
 from nstcourse.style.adain import INPUT_SCALE, STYLE_LAYERS, AdaINNet, Decoder
 from nstcourse.style.fast_style import MIN_SIZE, PerceptualLoss, TransformNet
 from nstcourse.training import supervised_step
+from nstcourse.vgg_weights import weights_sha256
 
 PHOTOS = "photos/bsds500_train"
 # Public-domain paintings of the data pack (candy, mosaic: licence unknown; rain-princess:
@@ -69,13 +71,14 @@ PAINTINGS = tuple(
         "udnie.jpg",
     )
 )
-# λ_s for λ_c = 1, by the VGG weights' input convention: Caffe features are ~60x larger
-# (0-255 input, no std), and the style term (Gram of Gram) grows with the 4th power of
-# that, the content term with the square. torchvision: pytorch/examples' 1e10 / 1e5.
-# Caffe: that ratio scaled by 60^-2 would be ~10, but with our three shallow style layers
-# the trained net then forgets the photo (its content loss ends above a grey image's), as
-# it did at λ_s = 3 already; λ_s = 1 makes keeping the photo pay (docs/experiments.md).
-DEFAULT_STYLE_WEIGHT = {"caffe": 1.0, "torchvision": 1e5}
+# λ_s for λ_c = 1, by the VGG weights' input convention, from the per-convention table:
+# Caffe features are ~58x larger (0-255 input, no std), and the style term (Gram of Gram)
+# grows with the 4th power of that, the content term with the square. torchvision:
+# pytorch/examples' 1e10 / 1e5. Caffe: that ratio scaled by 58^-2 would be ~30, but with
+# our three shallow style layers the trained net then forgets the photo (its content loss
+# ends above a grey image's), as it did at λ_s = 3 already; λ_s = 1 makes keeping the photo
+# pay (docs/experiments.md). Sources and derivations: nstcourse.conventions.
+DEFAULT_STYLE_WEIGHT = by_convention("feed_forward_style_weight")
 
 
 # --- recipes -------------------------------------------------------------------------------
@@ -324,8 +327,10 @@ def _build_adain(recipe: AdaINRecipe, seed: int, device) -> Run:
     kwargs: dict[str, Any] = {
         "layer": recipe.layer,
         "input_scale": INPUT_SCALE[vgg.weights_info.convention],
+        "encoder_convention": vgg.weights_info.convention,
     }
     decoder = Decoder(**kwargs)
+    decoder.carry_encoder(vgg)  # the checkpoint holds the encoder it is trained behind
     model = AdaINNet(vgg, decoder)
     paintings = RandomCrops(
         _style_images(recipe.styles),
@@ -369,6 +374,7 @@ def _with_speed(run: Run, stylize, recipe, vgg: VGGFeatures, style_weight: float
             "vgg": {
                 "arch": "vgg19",
                 "file": Path(info.path).name,
+                "sha256": weights_sha256(info.path),
                 "convention": info.convention,
                 "random_layers": vgg.random_layers,
             },
