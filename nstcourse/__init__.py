@@ -49,7 +49,10 @@ The super-resolution track, ``nstcourse/sr/`` (notebooks 05-08):
 - ``sr.vdsr``: VDSR, residual learning (07)
 - ``sr.srgan``: SRResNet, the discriminator, the VGG content loss, ``SRGANStep`` (08)
 
-The translation track, ``nstcourse/translate/`` (CycleGAN, notebook 11), is to come.
+The translation track, ``nstcourse/translate/`` (CycleGAN, notebook 11, being written):
+
+- ``translate.cyclegan``: the ResNet generator, the 70×70 PatchGAN, LSGAN, cycle and
+  identity losses, the image pool and ``CycleGANStep`` for the one training path
 
 The notebook UI:
 
