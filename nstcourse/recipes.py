@@ -181,7 +181,7 @@ def _run_locked(
     run.net.eval()
     report = dict(run.finish(history)) if run.finish is not None else {}
     metrics = {"train": train_summary(history), **report.pop("metrics", {})}
-    add_wall_time(workdir, time.perf_counter() - start)
+    total_seconds = add_wall_time(workdir, time.perf_counter() - start)
     metadata = {
         "model": name,
         **report,
@@ -194,7 +194,7 @@ def _run_locked(
             "command": command,
             "torch": torch.__version__,
             "device": device_name(device),
-            "wall_time_s": round(wall_time(workdir), 1),
+            "wall_time_s": round(total_seconds, 1),
             "resumed_from_step": resumed_from,
         },
         "metrics": metrics,

@@ -36,51 +36,14 @@ CONVENTIONS = ("torchvision", "caffe")
 WEIGHTS_DIR_ENV = "NSTCOURSE_WEIGHTS_DIR"
 
 # Channels per conv layer, "M" for max pooling (Simonyan & Zisserman 2015, configs D and E).
+# fmt: off
 VGG_CONFIGS: dict[str, list[int | str]] = {
-    "vgg16": [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-    ],
-    "vgg19": [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-    ],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+              512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+              512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -255,7 +218,7 @@ def load_vgg_weights(
         convention = known.convention
     if convention is None:
         raise WeightsError(
-            f"{file} is not in nstcourse.vgg_weights.VGG_CATALOG (sha256 {_file_sha256(file)}); "
+            f"{file} is not in nstcourse.vgg_weights.VGG_CATALOG (sha256 {weights_sha256(file)}); "
             "say how it expects its input: 'torchvision' or 'caffe' (convention= in Python, "
             "--convention on the command line)"
         )
@@ -351,16 +314,11 @@ def find_vgg_file(
         ) from err
 
 
-def _file_sha256(path: Path) -> str:
-    """sha256 of a weights file, hashed once per process while the file is unchanged."""
-    stat = path.stat()
-    return _sha256_cached(str(path), stat.st_mtime_ns, stat.st_size)
-
-
 def weights_sha256(path: str | os.PathLike) -> str:
     """The sha256 (hex) of a weights file, hashed once per process while it is unchanged:
-    what a checkpoint records of the VGG it was trained with."""
-    return _file_sha256(Path(path))
+    how the catalog recognises a file, and what a checkpoint records of its VGG."""
+    stat = Path(path).stat()
+    return _sha256_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=16)
@@ -375,7 +333,7 @@ def identify(path: str | os.PathLike) -> KnownWeights | None:
     name says.
     """
     path = Path(path)
-    digest = _file_sha256(path)
+    digest = weights_sha256(path)
     for known in VGG_CATALOG:
         if digest.startswith(known.sha256):
             return known

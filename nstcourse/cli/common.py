@@ -339,8 +339,13 @@ def add_training_options(p: argparse.ArgumentParser, *, workdir_default: str) ->
     p.add_argument(
         "--lr", type=positive, default=None, help="learning rate (default: the recipe's)"
     )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    add_device_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def add_device_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--device NAME``, checked later by ``check_device``."""
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
 
 
 def command_line(words: Sequence[str], options: Sequence[tuple[str, object]]) -> str:

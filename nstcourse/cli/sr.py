@@ -24,6 +24,7 @@ from nstcourse.budget import Budget, gigabytes, image_save_bytes, memory_budget,
 from nstcourse.checkpoints import checkpoint_info
 from nstcourse.cli.common import (
     UsageError,
+    add_device_option,
     add_training_options,
     check_device,
     check_output,
@@ -342,7 +343,7 @@ def _add_upscale(commands: argparse._SubParsersAction) -> None:
         "the same result; default: the whole image, or tiles when it would not fit the "
         "memory budget: half the memory, or $NSTCOURSE_MEMORY_BUDGET, e.g. 6G)",
     )  # fmt: skip
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    add_device_option(p)
     p.add_argument("--quiet", action="store_true", help="print errors only")
     p.set_defaults(func=_upscale)
 

@@ -34,6 +34,7 @@ from nstcourse.budget import (
 from nstcourse.checkpoints import checkpoint_info
 from nstcourse.cli.common import (
     UsageError,
+    add_device_option,
     add_training_options,
     check_device,
     check_output,
@@ -512,7 +513,7 @@ def _add_fast_stylize(commands: argparse._SubParsersAction) -> None:
         "--preserve-colour", "--preserve-color", action="store_true",
         help="adain: recolour the style images to the photo's colours first",
     )  # fmt: skip
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    add_device_option(p)
     p.add_argument("--quiet", action="store_true", help="print errors only")
     p.set_defaults(func=_fast_stylize)
 

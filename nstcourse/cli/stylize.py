@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from nstcourse.cli.common import (
     MAX_SIDE,
+    add_device_option,
     check_device,
     check_output,
     count,
@@ -443,5 +444,5 @@ def add_stylize_commands(commands: argparse._SubParsersAction) -> None:
         "--convention", choices=("torchvision", "caffe"), default=None,
         help="input convention of a --weights file the course does not know",
     )  # fmt: skip
-    net.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best)")
+    add_device_option(net)
     p.set_defaults(func=_stylize)

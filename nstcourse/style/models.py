@@ -163,11 +163,12 @@ def _recorded_vgg(info: dict[str, Any], path: str | os.PathLike) -> VGGWeights:
             "retrain it with nstcourse train-style adain, which stores the encoder"
         )
     sha256 = _recorded_sha256(record, name)
-    for place, _source in search_places():
+    places = [place for place, _source in search_places()]
+    for place in places:
         candidate = place / name
         if candidate.is_file() and sha256 and weights_sha256(candidate).startswith(sha256):
             return load_vgg_weights("vgg19", candidate, convention=convention)
-    where = " or ".join(str(place) for place, _source in search_places())
+    where = " or ".join(map(str, places))
     raise WeightsError(
         f"{path}: this AdaIN decoder was trained behind the VGG-19 file {name} ({convention} "
         f"convention, sha256 {sha256 or 'not recorded'}) and gives wrong pictures behind any "
