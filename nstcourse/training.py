@@ -260,6 +260,7 @@ def train(
     start = 0
     if checkpoint is not None and resume and (Path(checkpoint) / STATE_FILE).is_file():
         start, history = load_checkpoint(checkpoint, model, optimizers, schedulers)
+        history = {"step": [], "loss": [], "validation": [], **history}  # a minimal one too
 
     model.train()
     clock = time.perf_counter()
@@ -400,7 +401,7 @@ def load_checkpoint(
     except (ValueError, KeyError, RuntimeError) as error:
         problem = f"{folder / STATE_FILE} does not fit this run ({_short(error)})"
         raise workdir_error(folder, problem) from None
-    return state["step"], {"step": [], "loss": [], "validation": [], **state["history"]}
+    return state["step"], state["history"]
 
 
 def _short(error: Exception, limit: int = 200) -> str:
