@@ -53,6 +53,9 @@ The translation track, ``nstcourse/translate/`` (CycleGAN, notebook 11, being wr
 
 - ``translate.cyclegan``: the ResNet generator, the 70×70 PatchGAN, LSGAN, cycle and
   identity losses, the image pool and ``CycleGANStep`` for the one training path
+- ``translate.data``: two folders of images as unpaired random crops
+- ``translate.recipes``: ``CycleGANRecipe`` and ``train_cyclegan``
+- ``translate.metrics``: offline measures (VGG-feature probe, VGG-KID, cycle L1, spread)
 
 The notebook UI:
 

@@ -1,10 +1,16 @@
 """Run modes, budgets, devices and seeds.
 
-Every notebook has a ``parameters`` cell whose first line is ``MODE = "full"``.
-``full`` is what a student runs (real sizes and step counts, ideally on a GPU);
-``smoke`` walks the very same code paths with tiny budgets so that CI can execute
-every notebook on a 2-core CPU in seconds. The environment variable
-``NSTCOURSE_MODE`` overrides ``MODE`` for runs that cannot inject parameters (nbval).
+Every notebook has a ``parameters`` cell whose first line is ``MODE = "auto"``:
+
+- ``full``: the papers' sizes and step counts, for one GPU;
+- ``laptop``: meaningful pictures (256 px and more, the shipped checkpoints where training
+  would take hours) within about ten minutes per notebook on a 2-core CPU;
+- ``smoke``: the very same code paths with tiny budgets, so that CI can execute every
+  notebook on a 2-core CPU in seconds; its pictures mean nothing;
+- ``auto``: ``full`` when a CUDA GPU is present, else ``laptop``.
+
+The environment variable ``NSTCOURSE_MODE`` overrides ``MODE`` for runs that cannot inject
+parameters (nbval).
 """
 
 from __future__ import annotations
@@ -17,39 +23,56 @@ from typing import Any
 import numpy as np
 import torch
 
-MODES = ("full", "smoke")
+MODES = ("full", "laptop", "smoke")
+AUTO = "auto"
 MODE_ENV = "NSTCOURSE_MODE"
 
 
 def resolve_mode(mode: str) -> str:
-    """Return the run mode: ``$NSTCOURSE_MODE`` if set, else ``mode``; checked."""
-    chosen = os.environ.get(MODE_ENV, "").strip() or mode
+    """Return the run mode: ``$NSTCOURSE_MODE`` if set, else ``mode``; checked.
+
+    ``"auto"`` (either way) becomes ``"full"`` when CUDA is available, else ``"laptop"``:
+    Apple's MPS GPUs get ``laptop`` too, the papers' budgets take hours there.
+    """
+    from_env = os.environ.get(MODE_ENV, "").strip()
+    chosen = from_env or mode
+    if chosen == AUTO:
+        return "full" if torch.cuda.is_available() else "laptop"
     if chosen not in MODES:
-        source = f"${MODE_ENV}" if os.environ.get(MODE_ENV, "").strip() else "MODE"
-        raise ValueError(f"{source}={chosen!r} is not a run mode; use one of {MODES}")
+        source = f"${MODE_ENV}" if from_env else "MODE"
+        raise ValueError(f"{source}={chosen!r} is not a run mode; use one of {(AUTO, *MODES)}")
     return chosen
 
 
-def budget(mode: str, *, full: dict[str, Any], smoke: dict[str, Any]) -> Any:
-    """A notebook's budgets for both modes, written once; returns those of ``mode``.
+def budget(
+    mode: str, *, full: dict[str, Any], laptop: dict[str, Any], smoke: dict[str, Any]
+) -> Any:
+    """A notebook's budgets for every mode, written once; returns those of ``mode``.
 
-    >>> B = budget("smoke", full=dict(steps=300, size=512), smoke=dict(steps=3, size=64))
+    >>> B = budget(
+    ...     "laptop",
+    ...     full=dict(steps=300, size=512),
+    ...     laptop=dict(steps=100, size=256),
+    ...     smoke=dict(steps=3, size=64),
+    ... )
     >>> B.steps, B.size
-    (3, 64)
+    (100, 256)
 
-    Both modes must name the same budgets, so a smoke run cannot skip one.
+    Every mode must name the same budgets, so that no mode can skip one.
     The result is an immutable named tuple.
     """
-    if set(full) != set(smoke):
-        raise ValueError(
-            f"full and smoke budgets must have the same names; only in full: "
-            f"{sorted(set(full) - set(smoke))}, only in smoke: {sorted(set(smoke) - set(full))}"
-        )
+    budgets = {"full": full, "laptop": laptop, "smoke": smoke}
+    for name, values in budgets.items():
+        if set(values) != set(full):
+            raise ValueError(
+                f"{name} and full budgets must have the same names; only in full: "
+                f"{sorted(set(full) - set(values))}, only in {name}: "
+                f"{sorted(set(values) - set(full))}"
+            )
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not a run mode; use one of {MODES}")
-    values = full if mode == "full" else smoke
     Budget = namedtuple("Budget", list(full))  # type: ignore[misc]  # fields known at run time
-    return Budget(**values)
+    return Budget(**budgets[mode])
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

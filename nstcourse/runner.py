@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nstcourse.runmode import MODE_ENV, MODES
+from nstcourse.runmode import AUTO, MODE_ENV, MODES
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def run_notebook(
     """
     import papermill
 
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}; use one of {MODES}")
+    if mode not in (AUTO, *MODES):
+        raise ValueError(f"mode={mode!r}; use one of {(AUTO, *MODES)}")
     timeout = _whole_seconds(cell_timeout)
     make_output_dir(output_dir)
     output = output_dir / notebook.name

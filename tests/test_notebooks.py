@@ -63,7 +63,7 @@ def _stdout_of(notebook: nbformat.NotebookNode) -> str:
 
 def _write_notebook(path: Path, *sources: str) -> Path:
     """A course-style notebook: a ``parameters`` cell, then one code cell per source."""
-    parameters = nbformat.v4.new_code_cell('MODE = "full"')
+    parameters = nbformat.v4.new_code_cell('MODE = "auto"')
     parameters.metadata["tags"] = ["parameters"]
     notebook = nbformat.v4.new_notebook(
         cells=[parameters, *(nbformat.v4.new_code_cell(s) for s in sources)],
@@ -96,14 +96,14 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_has_one_parameters_cell_starting_with_mode_full(path: Path) -> None:
+def test_notebook_has_one_parameters_cell_starting_with_mode_auto(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     tagged = [cell for cell in notebook.cells if "parameters" in _tags(cell)]
     assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters', not 1"
     cell = tagged[0]
     code_cells = [c for c in notebook.cells if c.cell_type == "code"]
     assert code_cells[0] is cell, f"{path.name}: the parameters cell is not the first code cell"
-    assert cell.source.splitlines()[0] == 'MODE = "full"', cell.source
+    assert cell.source.splitlines()[0] == 'MODE = "auto"', cell.source
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -247,7 +247,7 @@ def test_only_an_unknown_notebook_exits_2_and_names_the_available_ones(tmp_path:
     assert not out.exists(), "nothing should run"
 
 
-@pytest.mark.parametrize("mode", ["smoke", "full"])
+@pytest.mark.parametrize("mode", ["smoke", "laptop", "full"])
 def test_the_mode_given_is_the_mode_the_notebook_sees(tmp_path: Path, mode: str) -> None:
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()

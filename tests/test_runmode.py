@@ -11,7 +11,9 @@ import torch
 from nstcourse.runmode import MODE_ENV, budget, pick_device, resolve_mode, seed_everything
 
 FULL = {"steps": 300, "size": 512}
+LAPTOP = {"steps": 100, "size": 256}
 SMOKE = {"steps": 3, "size": 64}
+ALL = {"full": FULL, "laptop": LAPTOP, "smoke": SMOKE}
 
 
 @pytest.fixture
@@ -23,15 +25,27 @@ def no_mode_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------- resolve_mode
 
 
-@pytest.mark.parametrize("mode", ["full", "smoke"])
+@pytest.mark.parametrize("mode", ["full", "laptop", "smoke"])
 def test_resolve_mode_without_env_returns_argument(no_mode_env: None, mode: str) -> None:
     assert resolve_mode(mode) == mode
 
 
-@pytest.mark.parametrize("env, mode", [("smoke", "full"), ("full", "smoke"), (" smoke\n", "full")])
+@pytest.mark.parametrize(
+    "env, mode", [("smoke", "full"), ("full", "smoke"), (" smoke\n", "full"), ("laptop", "auto")]
+)
 def test_resolve_mode_env_overrides_argument(monkeypatch, env: str, mode: str) -> None:
     monkeypatch.setenv(MODE_ENV, env)
     assert resolve_mode(mode) == env.strip()
+
+
+@pytest.mark.parametrize("cuda, expected", [(True, "full"), (False, "laptop")])
+def test_auto_is_full_on_cuda_else_laptop(
+    no_mode_env: None, monkeypatch: pytest.MonkeyPatch, cuda: bool, expected: str
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_mode("auto") == expected
+    monkeypatch.setenv(MODE_ENV, "auto")  # the variable may say auto too
+    assert resolve_mode("smoke") == expected
 
 
 def test_resolve_mode_blank_env_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,16 +68,13 @@ def test_resolve_mode_bad_env_names_env_variable(monkeypatch: pytest.MonkeyPatch
 # ---------------------------------------------------------------- budget
 
 
-def test_budget_returns_values_of_each_mode() -> None:
-    full = budget("full", full=FULL, smoke=SMOKE)
-    smoke = budget("smoke", full=FULL, smoke=SMOKE)
-    assert (full.steps, full.size) == (300, 512)
-    assert (smoke.steps, smoke.size) == (3, 64)
-    assert smoke._asdict() == SMOKE
+@pytest.mark.parametrize("mode", ["full", "laptop", "smoke"])
+def test_budget_returns_values_of_each_mode(mode: str) -> None:
+    assert budget(mode, **ALL)._asdict() == ALL[mode]
 
 
 def test_budget_is_immutable() -> None:
-    b = budget("smoke", full=FULL, smoke=SMOKE)
+    b = budget("smoke", **ALL)
     with pytest.raises(AttributeError):
         b.steps = 1000
     with pytest.raises(AttributeError):
@@ -71,16 +82,20 @@ def test_budget_is_immutable() -> None:
     assert b.steps == 3
 
 
-def test_budget_mismatched_names_raise_naming_them() -> None:
+@pytest.mark.parametrize("odd", ["laptop", "smoke"])
+def test_budget_mismatched_names_raise_naming_them(odd: str) -> None:
+    budgets = {**ALL, odd: {"steps": 1, "lr": 0.1}}
     with pytest.raises(ValueError) as excinfo:
-        budget("full", full={"steps": 1, "size": 2}, smoke={"steps": 1, "lr": 0.1})
+        budget("full", **budgets)
     message = str(excinfo.value)
-    assert "size" in message and "lr" in message
+    assert "size" in message and "lr" in message and odd in message
 
 
 def test_budget_bad_mode_raises() -> None:
     with pytest.raises(ValueError, match="fast"):
-        budget("fast", full=FULL, smoke=SMOKE)
+        budget("fast", **ALL)
+    with pytest.raises(ValueError, match="auto"):  # resolve_mode turns auto into a mode
+        budget("auto", **ALL)
 
 
 # ---------------------------------------------------------------- pick_device

@@ -1,6 +1,6 @@
 """The ``nstcourse`` command line: one module per command group, plus ``common``.
 
-``nstcourse run-notebooks [--mode smoke|full] ...``  (``cli.notebooks``)
+``nstcourse run-notebooks [--mode auto|full|laptop|smoke] ...``  (``cli.notebooks``)
     execute the course notebooks headless with papermill and print a table.
 ``nstcourse stylize CONTENT STYLE [STYLE ...] -o OUT [options]``  (``cli.stylize``)
     Gatys style transfer of one image (``nstcourse.style.gatys.stylize``).
@@ -8,6 +8,8 @@
     feed-forward style networks (``nstcourse.style``).
 ``nstcourse upscale ...``, ``nstcourse train-sr ...``  (``cli.sr``)
     super-resolution (``nstcourse.sr``).
+``nstcourse translate ...``, ``nstcourse train-cyclegan ...``  (``cli.translate``)
+    unpaired translation with CycleGAN (``nstcourse.translate``).
 ``nstcourse fetch-data DIR [ITEM ...]``  (``cli.data``)
     download the course data into a folder (a mirror, or a data dir for offline use).
 
@@ -25,6 +27,7 @@ from nstcourse.cli.notebooks import add_notebook_commands
 from nstcourse.cli.sr import add_sr_commands
 from nstcourse.cli.style import add_style_commands
 from nstcourse.cli.stylize import add_stylize_commands
+from nstcourse.cli.translate import add_translate_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,13 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nstcourse",
         description="The nstcourse command line: run the course notebooks, stylize images "
         "(by optimisation or with trained networks), train style networks, upscale images and "
-        "train super-resolution models.",
+        "train super-resolution models, translate images with CycleGAN and train it.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     add_notebook_commands(commands)  # run-notebooks
     add_stylize_commands(commands)  # stylize
     add_sr_commands(commands)  # upscale, train-sr
     add_style_commands(commands)  # fast-stylize, train-style
+    add_translate_commands(commands)  # translate, train-cyclegan
     add_data_commands(commands)  # fetch-data
     return parser
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nstcourse.cli.common import check_writable, positive
+from nstcourse.runmode import AUTO, MODES
 from nstcourse.runner import default_notebooks_dir, find_notebooks, format_table, run_notebooks
 
 RUN_NOTEBOOKS = "nstcourse run-notebooks"
@@ -42,9 +43,10 @@ def add_notebook_commands(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--mode",
-        choices=("smoke", "full"),
-        default="smoke",
-        help="smoke: tiny budgets, CPU-friendly (default); full: real budgets",
+        choices=(AUTO, *MODES),
+        default=AUTO,
+        help="auto (default): full on a CUDA GPU, else laptop; full: the papers' budgets; "
+        "laptop: about ten minutes a notebook on a CPU; smoke: tiny budgets, for tests",
     )
     run.add_argument(
         "--only",

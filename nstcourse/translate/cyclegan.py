@@ -207,6 +207,22 @@ class PatchDiscriminator(nn.Module):
         return self.model(_signed(x))
 
 
+class CycleGAN(nn.Module):
+    """The two generators a trained CycleGAN ships: ``G``: X → Y and ``F``: Y → X.
+
+    ``forward(x)`` is G(x); ``forward(y, reverse=True)`` is F(y); (N, 3, H, W) in [0, 1]
+    both ways, H and W multiples of 4. The discriminators are needed for training only.
+    """
+
+    def __init__(self, *, ngf: int = 64, blocks: int = 9):
+        super().__init__()
+        self.G = ResnetGenerator(ngf=ngf, blocks=blocks)
+        self.F = ResnetGenerator(ngf=ngf, blocks=blocks)
+
+    def forward(self, images: torch.Tensor, *, reverse: bool = False) -> torch.Tensor:
+        return self.F(images) if reverse else self.G(images)
+
+
 def init_weights(module: nn.Module, std: float = INIT_STD) -> nn.Module:
     """The reference's "normal" initialisation, in place: conv, transposed conv and linear
     weights from N(0, std) (the paper's std = 0.02), their biases 0; batch-norm scales from
