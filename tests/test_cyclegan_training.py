@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,8 +16,15 @@ from nstcourse.checkpoints import load_model, read_metadata, save_model
 from nstcourse.cli.translate import translate_image
 from nstcourse.translate.cyclegan import CycleGAN
 from nstcourse.translate.data import UnpairedCrops, load_domain, load_size_for, to_float
-from nstcourse.translate.metrics import DomainProbe, channel_statistics, cycle_l1, kid, spread
-from nstcourse.translate.recipes import CycleGANRecipe, train_cyclegan
+from nstcourse.translate.metrics import (
+    DESCRIPTOR_LAYERS,
+    DomainProbe,
+    channel_statistics,
+    cycle_l1,
+    kid,
+    spread,
+)
+from nstcourse.translate.recipes import CycleGANRecipe, TranslationScore, train_cyclegan
 from tests.clirun import run
 
 
@@ -136,12 +144,15 @@ def test_train_cyclegan_then_translate_a_file_and_a_folder(domains, tmp_path, ca
     out = tmp_path / "mine.safetensors"
     argv = ["train-cyclegan", "--domain-a", a, "--domain-b", b, "--steps", 2, "-o", out,
             "--workdir", tmp_path / "run", "--crop", 32, "--ngf", 4, "--blocks", 1,
-            "--precision", "float32", "--quiet"]  # fmt: skip
+            "--precision", "float32", "--validate-on", a, b, "--quiet"]  # fmt: skip
     code, _, err = run(capsys, argv)
     assert code == 0, err
-    recipe = read_metadata(out)["recipe"]
+    metadata = read_metadata(out)
+    recipe = metadata["recipe"]
     assert recipe["constant_steps"] == 1 and recipe["decay_steps"] == 1
     assert recipe["command"].startswith("nstcourse train-cyclegan --domain-a")
+    assert recipe["command"].endswith(f"--validate-on {a} {b}")
+    assert "b_share_of_G" in metadata["metrics"]["test"]
     photo = write_images(tmp_path / "in", [(45, 37)], seed=3) / "00.png"
     code, stdout, err = run(capsys, ["translate", photo, "-o", tmp_path / "z.png",
                                      "--checkpoint", out])  # fmt: skip
@@ -227,3 +238,45 @@ def test_cycle_l1_and_spread():
     assert spread(collapsed) == 0 and spread(x) > 0.1
     with pytest.raises(ValueError, match="at least 2"):
         spread(x[:1])
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.fixture
+def extractor():
+    from nstcourse.features import VGGFeatures
+
+    return VGGFeatures(DESCRIPTOR_LAYERS, arch="vgg19", device="cpu")
+
+
+def test_translation_score_of_the_identity_is_the_floor_with_no_cycle_error(extractor):
+    gen = torch.Generator().manual_seed(0)
+    dark = torch.randint(0, 100, (8, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    bright = torch.randint(150, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    score = TranslationScore(
+        extractor, (dark[:6], bright[:6]), (dark[6:], bright[6:]), device=torch.device("cpu")
+    )
+    assert score.reference == {"b_share_of_real_a": 0.0, "b_share_of_real_b": 1.0}
+    identity = SimpleNamespace(G=torch.nn.Identity(), F=torch.nn.Identity())
+    result = score(identity)
+    assert result["b_share_of_G"] == 0.0 and result["a_share_of_F"] == 0.0
+    assert result["cycle_l1_a"] == result["cycle_l1_b"] == 0.0
+    assert result["spread_ratio_G"] == pytest.approx(1.0)
+    swap = SimpleNamespace(G=lambda x: 1 - x, F=lambda y: 1 - y)  # dark <-> bright
+    assert score(swap)["b_share_of_G"] == 1.0 and score(swap)["a_share_of_F"] == 1.0
+
+
+def test_train_cyclegan_validates_on_held_out_folders(domains, tmp_path):
+    a, b = domains
+    recipe = replace(TINY, domain_a=str(a), domain_b=str(b))
+    meta = train_cyclegan(
+        out=tmp_path / "v.safetensors", workdir=tmp_path / "run", recipe=recipe, progress=False,
+        validate_on=(str(a), str(b)), validate_every=2,
+    )  # fmt: skip
+    assert [v["step"] for v in meta["history"]["validation"]] == [2, 4]
+    test = meta["metrics"]["test"]
+    assert set(test) == {"b_share_of_G", "a_share_of_F", "cycle_l1_a", "cycle_l1_b",
+                         "spread_ratio_G"}  # fmt: skip
+    assert 0 <= test["b_share_of_G"] <= 1 and test["cycle_l1_a"] > 0
+    assert set(meta["recipe"]["probe_reference"]) == {"b_share_of_real_a", "b_share_of_real_b"}

@@ -15,6 +15,7 @@ Outputs and exit codes as in ``cli.common``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -49,7 +50,7 @@ from nstcourse.cli.common import (
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
 from nstcourse.training import PRECISIONS
 from nstcourse.translate.cyclegan import MIN_SIZE, MULTIPLE, CycleGAN
-from nstcourse.translate.recipes import CycleGANRecipe, train_cyclegan
+from nstcourse.translate.recipes import TEST_SPLITS, CycleGANRecipe, train_cyclegan
 
 TRANSLATE = "nstcourse translate"
 TRAIN_CYCLEGAN = "nstcourse train-cyclegan"
@@ -185,13 +186,26 @@ def _train_cyclegan(args: argparse.Namespace) -> int:
         metadata = train_cyclegan(
             out=args.output, workdir=workdir(), recipe=recipe, seed=args.seed,
             progress=not args.quiet, device=device, command=command,
+            validate_on=_validate_on(args, recipe), validate_every=args.validate_every,
         )  # fmt: skip
         seconds = time.perf_counter() - start
-        terms = metadata["metrics"]["train"]
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in terms.items() if isinstance(v, float))
-        return f"wrote {args.output} in {seconds:.0f} s\n  last 100 steps: {shown}"
+        lines = [f"wrote {args.output} in {seconds:.0f} s"]
+        for name, values in metadata["metrics"].items():
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if isinstance(v, float))
+            lines.append(f"  {name}: {shown}")
+        return "\n".join(lines)
 
     return run_training(TRAIN_CYCLEGAN, args, command, train, workdir)
+
+
+def _validate_on(args: argparse.Namespace, recipe: CycleGANRecipe) -> tuple[str, str] | None:
+    """--validate-on, else the horse2zebra test splits when training on its train splits."""
+    if args.validate_on is not None:
+        return args.validate_on[0], args.validate_on[1]
+    default = CycleGANRecipe()
+    if (recipe.domain_a, recipe.domain_b) == (default.domain_a, default.domain_b):
+        return TEST_SPLITS
+    return None
 
 
 def _domain(text: str) -> str:
@@ -231,17 +245,21 @@ def _recipe(args: argparse.Namespace) -> CycleGANRecipe:
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that makes (or resumes) this run."""
-    return command_line(
+    line = command_line(
         ["nstcourse", "train-cyclegan"],
         [
             ("--domain-a", args.domain_a), ("--domain-b", args.domain_b),
             ("--steps", args.steps), ("-o", args.output), ("--workdir", args.workdir),
             ("--max-images", args.max_images), ("--crop", args.crop), ("--ngf", args.ngf),
             ("--blocks", args.blocks), ("--batch-size", args.batch_size), ("--lr", args.lr),
+            ("--validate-every", args.validate_every if args.validate_every != 500 else None),
             ("--precision", args.precision), ("--seed", args.seed or None),
             ("--device", args.device),
         ],
     )  # fmt: skip
+    if args.validate_on is not None:  # two words after one option
+        line += " --validate-on " + shlex.join(args.validate_on)
+    return line
 
 
 # ---------------------------------------------------------------- parser
@@ -311,6 +329,12 @@ def add_translate_commands(commands: argparse._SubParsersAction) -> None:
         "--blocks", type=count, default=None,
         help=f"residual blocks (default {CycleGANRecipe.blocks}; paper 9 at 256 px)",
     )  # fmt: skip
+    t.add_argument(
+        "--validate-on", type=_domain, nargs=2, default=None, metavar=("DIR_A", "DIR_B"),
+        help="held-out images of A and B, scored every --validate-every steps and at the end "
+        "(default: the course's test horses and zebras when training on its horses and zebras)",
+    )  # fmt: skip
+    t.add_argument("--validate-every", type=count, default=500, help="default 500")
     t.add_argument(
         "--precision", choices=(*PRECISIONS, "auto"), default=None,
         help="auto: bfloat16 where the hardware runs it natively (default: the recipe's)",

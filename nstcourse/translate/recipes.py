@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from nstcourse.features import VGGFeatures
 from nstcourse.recipes import Run, run_recipe
 from nstcourse.runmode import pick_device
 from nstcourse.training import resolve_precision
@@ -26,9 +27,17 @@ from nstcourse.translate.cyclegan import (
     init_weights,
     linear_decay,
 )
-from nstcourse.translate.data import UnpairedCrops, load_domain, load_size_for
+from nstcourse.translate.data import UnpairedCrops, load_domain, load_size_for, to_float
+from nstcourse.translate.metrics import (
+    DESCRIPTOR_LAYERS,
+    DomainProbe,
+    channel_statistics,
+    cycle_l1,
+    spread,
+)
 
 HORSES, ZEBRAS = "unpaired/horse2zebra/trainA", "unpaired/horse2zebra/trainB"
+TEST_SPLITS = ("unpaired/horse2zebra/testA", "unpaired/horse2zebra/testB")
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ def train_cyclegan(
     progress: bool = True,
     device: str | torch.device | None = None,
     command: str | None = None,
+    validate_on: tuple[str, str] | None = None,
+    validate_every: int = 500,
 ) -> dict[str, Any]:
     """Train G: A → B and F: B → A by ``recipe`` and write both to ``out``.
 
@@ -83,6 +94,9 @@ def train_cyclegan(
         steps: total updates, default ``recipe.steps``; fewer stops early (a pilot), the
             schedule stays the recipe's.
         seed, progress, device, command: as for ``recipes.run_recipe``.
+        validate_on: two folders of held-out images of A and B (for horses and zebras
+            ``TEST_SPLITS``), scored every ``validate_every`` steps and at the end by
+            ``TranslationScore``; None: no validation.
 
     Returns the metadata written into ``out`` plus "history" (``recipes.run_recipe``).
     """
@@ -94,10 +108,26 @@ def train_cyclegan(
     device = pick_device(device)
     recipe = replace(recipe, precision=resolve_precision(recipe.precision, device))
     steps = recipe.steps if steps is None else steps
+
+    def build(recipe: CycleGANRecipe, seed: int, device: torch.device) -> Run:
+        run = _build(recipe, seed, device)
+        if validate_on is not None:
+            test_a, test_b = (load_domain(f, short_side=recipe.crop) for f in validate_on)
+            extractor = VGGFeatures(DESCRIPTOR_LAYERS, arch="vgg19", device=device)
+            data, net = run.dataset, run.net
+            assert isinstance(data, UnpairedCrops) and isinstance(net, CycleGAN)
+            score = TranslationScore(
+                extractor, (data.domain_a, data.domain_b), (test_a, test_b), device=device
+            )
+            run.validate, run.validate_every = lambda _models: score(net), validate_every
+            run.info.update(validate_on=list(validate_on), probe_reference=score.reference)
+            run.finish = lambda _history: {"metrics": {"test": score(net)}}
+        return run
+
     return run_recipe(
         "cyclegan",
         recipe,
-        _build,
+        build,
         steps=steps,
         out=out,
         workdir=workdir,
@@ -138,3 +168,53 @@ def _build(recipe: CycleGANRecipe, seed: int, device: torch.device) -> Run:
         scheduler=schedulers,
         info={"images_a": len(domain_a), "images_b": len(domain_b)},
     )
+
+
+class TranslationScore:
+    """``score(net) -> {metric: value}`` for a ``CycleGAN`` on held-out images.
+
+    A ``DomainProbe`` is fit once on the VGG statistics of the training images (A = 0,
+    B = 1). ``score`` returns "b_share_of_G": the share of G(test A) the probe calls B,
+    "a_share_of_F": the share of F(test B) it calls A, "cycle_l1_a" and "cycle_l1_b"
+    (``metrics.cycle_l1`` of F(G(a)) and G(F(b))), "spread_ratio_G": spread(G(test A)) /
+    spread(test A) (≈ 0: collapse). ``reference`` holds the probe's floor and ceiling:
+    "b_share_of_real_a" (untranslated test A) and "b_share_of_real_b" (real test B).
+    """
+
+    def __init__(
+        self,
+        extractor: VGGFeatures,
+        train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor],
+        *,
+        device: torch.device,
+    ) -> None:
+        """``train`` and ``test``: the (A, B) images, uint8 (N, 3, S, S) from ``load_domain``;
+        ``extractor`` computes ``metrics.DESCRIPTOR_LAYERS`` on ``device``."""
+        self.extractor, self.device = extractor, device
+        self.test_a, self.test_b = to_float(test[0]), to_float(test[1])
+        features = [self._features(to_float(images)) for images in train]
+        self.probe = DomainProbe.fit(*features)
+        self.reference = {
+            "b_share_of_real_a": self.probe.share(self._features(self.test_a)),
+            "b_share_of_real_b": self.probe.share(self._features(self.test_b)),
+        }
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        return channel_statistics(images.to(self.device), self.extractor)
+
+    def _translate(self, generator: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            batches = [images[k : k + 16].to(self.device) for k in range(0, len(images), 16)]
+            return torch.cat([generator(batch).cpu() for batch in batches])
+
+    def __call__(self, net: CycleGAN) -> dict[str, float]:
+        g_a = self._translate(net.G, self.test_a)
+        f_b = self._translate(net.F, self.test_b)
+        return {
+            "b_share_of_G": self.probe.share(self._features(g_a)),
+            "a_share_of_F": 1 - self.probe.share(self._features(f_b)),
+            "cycle_l1_a": cycle_l1(self.test_a, self._translate(net.F, g_a)),
+            "cycle_l1_b": cycle_l1(self.test_b, self._translate(net.G, f_b)),
+            "spread_ratio_G": spread(g_a) / spread(self.test_a),
+        }
