@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -280,3 +281,27 @@ def test_train_cyclegan_validates_on_held_out_folders(domains, tmp_path):
                          "spread_ratio_G"}  # fmt: skip
     assert 0 <= test["b_share_of_G"] <= 1 and test["cycle_l1_a"] > 0
     assert set(meta["recipe"]["probe_reference"]) == {"b_share_of_real_a", "b_share_of_real_b"}
+
+
+# ---------------------------------------------------------------- benchmark
+
+
+@pytest.mark.datapack
+def test_cyclegan_eval_prints_the_floor_ceiling_baselines_and_the_model(data_env, tmp_path, capsys):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "cyclegan_eval.py"
+    spec = importlib.util.spec_from_file_location("cyclegan_eval", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "tiny.safetensors"
+    save_model(CycleGAN(ngf=4, blocks=1), out, kwargs={"ngf": 4, "blocks": 1})
+    module.main(["--checkpoint", str(out), "--size", "64", "--max-images", "6", "--threads", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line[:20].strip(): line[20:].split() for line in lines[2:-1]}
+    assert list(rows) == [
+        "real test horses", "real test zebras", "identity", "colour statistics", "AdaIN",
+        "CycleGAN",
+    ]  # fmt: skip
+    identity = [float(v) for v in rows["identity"]]
+    floor = float(rows["real test horses"][0])
+    assert identity[0] == floor  # doing nothing scores the floor
+    assert identity[4] == identity[5] == 0.0 and identity[6] == 1.0  # cycle L1, spread

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -170,6 +171,19 @@ def _build(recipe: CycleGANRecipe, seed: int, device: torch.device) -> Run:
     )
 
 
+Translator = Callable[[torch.Tensor], torch.Tensor]
+
+
+class GeneratorPair(Protocol):
+    """What ``TranslationScore`` scores: a ``CycleGAN``, or any G and F (a baseline)."""
+
+    @property
+    def G(self) -> Translator: ...
+
+    @property
+    def F(self) -> Translator: ...
+
+
 class TranslationScore:
     """``score(net) -> {metric: value}`` for a ``CycleGAN`` on held-out images.
 
@@ -193,28 +207,30 @@ class TranslationScore:
         ``extractor`` computes ``metrics.DESCRIPTOR_LAYERS`` on ``device``."""
         self.extractor, self.device = extractor, device
         self.test_a, self.test_b = to_float(test[0]), to_float(test[1])
-        features = [self._features(to_float(images)) for images in train]
+        features = [self.features(to_float(images)) for images in train]
         self.probe = DomainProbe.fit(*features)
         self.reference = {
-            "b_share_of_real_a": self.probe.share(self._features(self.test_a)),
-            "b_share_of_real_b": self.probe.share(self._features(self.test_b)),
+            "b_share_of_real_a": self.probe.share(self.features(self.test_a)),
+            "b_share_of_real_b": self.probe.share(self.features(self.test_b)),
         }
 
-    def _features(self, images: torch.Tensor) -> torch.Tensor:
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] → (N, 896) ``metrics.channel_statistics``."""
         return channel_statistics(images.to(self.device), self.extractor)
 
-    def _translate(self, generator: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def translate(self, generator: Translator, images: torch.Tensor) -> torch.Tensor:
+        """``generator`` over ``images`` in batches of 16, on the CPU after."""
         with torch.no_grad():
             batches = [images[k : k + 16].to(self.device) for k in range(0, len(images), 16)]
             return torch.cat([generator(batch).cpu() for batch in batches])
 
-    def __call__(self, net: CycleGAN) -> dict[str, float]:
-        g_a = self._translate(net.G, self.test_a)
-        f_b = self._translate(net.F, self.test_b)
+    def __call__(self, net: GeneratorPair) -> dict[str, float]:
+        g_a = self.translate(net.G, self.test_a)
+        f_b = self.translate(net.F, self.test_b)
         return {
-            "b_share_of_G": self.probe.share(self._features(g_a)),
-            "a_share_of_F": 1 - self.probe.share(self._features(f_b)),
-            "cycle_l1_a": cycle_l1(self.test_a, self._translate(net.F, g_a)),
-            "cycle_l1_b": cycle_l1(self.test_b, self._translate(net.G, f_b)),
+            "b_share_of_G": self.probe.share(self.features(g_a)),
+            "a_share_of_F": 1 - self.probe.share(self.features(f_b)),
+            "cycle_l1_a": cycle_l1(self.test_a, self.translate(net.F, g_a)),
+            "cycle_l1_b": cycle_l1(self.test_b, self.translate(net.G, f_b)),
             "spread_ratio_G": spread(g_a) / spread(self.test_a),
         }
