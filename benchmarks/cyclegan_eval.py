@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     extractor = VGGFeatures(DESCRIPTOR_LAYERS, arch="vgg19", device=device)
     score = TranslationScore(extractor, (train[0], train[1]), (test[0], test[1]), device=device)
-    train_features = [score.features(to_float(images)) for images in train]
 
     adain = load_style_model("adain", device=device)
     rows: dict[str, GeneratorPair] = {
@@ -112,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, net in rows.items():
         result = score(net)
         g_a, f_b = score.translate(net.G, score.test_a), score.translate(net.F, score.test_b)
-        kid_g, _ = kid(score.features(g_a), train_features[1])
-        kid_f, _ = kid(score.features(f_b), train_features[0])
+        kid_g, _ = kid(score.features(g_a), score.train_features[1])
+        kid_f, _ = kid(score.features(f_b), score.train_features[0])
         print(
             f"{name:20s}{result['b_share_of_G']:12.2f}{result['a_share_of_F']:12.2f}"
             f"{kid_g:11.3f}{kid_f:11.3f}{result['cycle_l1_a']:11.4f}{result['cycle_l1_b']:11.4f}"

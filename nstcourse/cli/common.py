@@ -321,6 +321,23 @@ def each_image(
     return 0
 
 
+def size_advice(
+    need: Callable[[int, int], int], height: int, width: int, budget: int, min_size: int
+) -> str:
+    """ "use --size N" with about the largest long side N at which an image of ``height`` ×
+    ``width`` needs (``need(h, w)``, bytes) at most ``budget``, or "use a smaller image"
+    when none of at least ``min_size`` px does."""
+    long_side = max(height, width)
+    size = int(long_side * (budget / need(height, width)) ** 0.5)  # memory ~ the pixels
+    while size >= min_size:
+        ratio = size / long_side
+        h, w = max(round(height * ratio), 1), max(round(width * ratio), 1)
+        if min(h, w) >= min_size and need(h, w) <= budget:
+            return f"use --size {size}"
+        size = int(size * 0.9)
+    return "use a smaller image"
+
+
 # ---------------------------------------------------------------- training commands
 
 

@@ -49,6 +49,7 @@ from nstcourse.cli.common import (
     run_command,
     run_training,
     side,
+    size_advice,
     weight,
 )
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
@@ -322,18 +323,10 @@ def _check_memory(
     needs = need(height, width)
     if needs <= budget.size:
         return
-    long_side = max(height, width)
-    size = int(long_side * (budget.size / needs) ** 0.5)  # memory grows with the pixels
-    while size >= MIN_SIZE:
-        ratio = size / long_side
-        h, w = max(round(height * ratio), 1), max(round(width * ratio), 1)
-        if min(h, w) >= MIN_SIZE and need(h, w) <= budget.size:
-            break
-        size = int(size * 0.9)
     what = f"{src}: {width}x{height} px"
     if args.size is not None:
         what += f" (after --size {args.size})"
-    advice = f"use --size {size}" if size >= MIN_SIZE else "use a smaller image"
+    advice = size_advice(need, height, width, budget.size, MIN_SIZE)
     raise UsageError(
         f"{what} needs about {gigabytes(needs)} with --model {args.model}, more than "
         f"{budget}; {advice}"

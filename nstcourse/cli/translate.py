@@ -46,6 +46,7 @@ from nstcourse.cli.common import (
     run_command,
     run_training,
     side,
+    size_advice,
 )
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
 from nstcourse.training import PRECISIONS
@@ -151,7 +152,6 @@ def _check_memory(
     (``nstcourse.budget``), with the largest ``--size`` that fits. There is no tiling:
     instance normalisation sees the whole image."""
     budget = memory_budget()
-
     skeleton = meta_copy(generator).requires_grad_(False)
 
     def need(h: int, w: int) -> int:
@@ -161,9 +161,7 @@ def _check_memory(
     needs = need(height, width)
     if needs <= budget.size:
         return
-    long_side = max(height, width)
-    size = int(long_side * (budget.size / needs) ** 0.5)  # memory grows with the pixels
-    advice = f"use --size {size}" if size >= MIN_SIZE else "use a smaller image"
+    advice = size_advice(need, height, width, budget.size, MIN_SIZE)
     raise UsageError(
         f"{src}: {width}x{height} px needs about {gigabytes(needs)}, more than {budget}; {advice}"
     )

@@ -122,7 +122,7 @@ def train_cyclegan(
             )
             run.validate, run.validate_every = lambda _models: score(net), validate_every
             run.info.update(validate_on=list(validate_on), probe_reference=score.reference)
-            run.finish = lambda _history: {"metrics": {"test": score(net)}}
+            run.finish = lambda history: {"metrics": {"test": _last_score(history)}}
         return run
 
     return run_recipe(
@@ -184,6 +184,11 @@ class GeneratorPair(Protocol):
     def F(self) -> Translator: ...
 
 
+def _last_score(history: dict[str, list]) -> dict[str, float]:
+    """The validation ``training.train`` ran after the last step, without its "step"."""
+    return {k: v for k, v in history["validation"][-1].items() if k != "step"}
+
+
 class TranslationScore:
     """``score(net) -> {metric: value}`` for a ``CycleGAN`` on held-out images.
 
@@ -191,7 +196,8 @@ class TranslationScore:
     B = 1). ``score`` returns "b_share_of_G": the share of G(test A) the probe calls B,
     "a_share_of_F": the share of F(test B) it calls A, "cycle_l1_a" and "cycle_l1_b"
     (``metrics.cycle_l1`` of F(G(a)) and G(F(b))), "spread_ratio_G": spread(G(test A)) /
-    spread(test A) (≈ 0: collapse). ``reference`` holds the probe's floor and ceiling:
+    spread(test A) (≈ 0: collapse). ``train_features`` are the (A, B) training images'
+    ``features``; ``reference`` holds the probe's floor and ceiling:
     "b_share_of_real_a" (untranslated test A) and "b_share_of_real_b" (real test B).
     """
 
@@ -207,8 +213,8 @@ class TranslationScore:
         ``extractor`` computes ``metrics.DESCRIPTOR_LAYERS`` on ``device``."""
         self.extractor, self.device = extractor, device
         self.test_a, self.test_b = to_float(test[0]), to_float(test[1])
-        features = [self.features(to_float(images)) for images in train]
-        self.probe = DomainProbe.fit(*features)
+        self.train_features = [self.features(to_float(images)) for images in train]
+        self.probe = DomainProbe.fit(*self.train_features)
         self.reference = {
             "b_share_of_real_a": self.probe.share(self.features(self.test_a)),
             "b_share_of_real_b": self.probe.share(self.features(self.test_b)),
