@@ -30,12 +30,11 @@ from types import SimpleNamespace
 
 import torch
 
-from nstcourse.checkpoints import find_checkpoints_dir, load_model
 from nstcourse.features import VGGFeatures
 from nstcourse.style.models import load_style_model
-from nstcourse.translate.cyclegan import CycleGAN
 from nstcourse.translate.data import load_domain, to_float
 from nstcourse.translate.metrics import DESCRIPTOR_LAYERS, kid
+from nstcourse.translate.models import checkpoint_path, load_cyclegan
 from nstcourse.translate.recipes import (
     HORSES,
     TEST_SPLITS,
@@ -65,8 +64,7 @@ def adain_with(style: torch.Tensor, adain: torch.nn.Module) -> Translator:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default = find_checkpoints_dir() / "cyclegan_horse2zebra.safetensors"
-    parser.add_argument("--checkpoint", type=Path, default=default)
+    parser.add_argument("--checkpoint", type=Path, default=checkpoint_path())
     parser.add_argument("--size", type=int, default=128, help="test images' side (default 128)")
     parser.add_argument("--max-images", type=int, default=None, help="per split (default all)")
     parser.add_argument("--threads", type=int, default=2)
@@ -94,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     if args.checkpoint.is_file():
-        rows["CycleGAN"] = load_model(CycleGAN, args.checkpoint, device=device)
+        rows["CycleGAN"] = load_cyclegan(args.checkpoint, device=device)
     else:
         print(f"(no CycleGAN row: {args.checkpoint} not found)")
 

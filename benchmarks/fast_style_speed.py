@@ -40,13 +40,23 @@ both see the same load:
    photo's features. lengstrom's nets were trained against other targets (VGG-19 relu1_1
    … relu5_1, the painting at full size), so this loss is ours, not theirs, to optimise.
    ``results/fast_style_<style>.jpg``: one row per photo, photo | ours | lengstrom's.
+   Beside the losses, the white-blob share of each output (``metrics.blob_share``: the
+   share of the image covered by near-white regions of at least 0.2 % of it where the
+   photo is not near-white).
+
+4. **Blobs and holes** of every shipped feed-forward net (the four Johnson nets, CIN in
+   each of its styles, AdaIN with the four Johnson paintings as styles) and lengstrom's
+   four nets, on the ``--blob-photos`` first content photos of the catalog (all 13 by
+   default: none of them is a training photo) at ``--compare-size`` px: the mean and
+   largest white-blob share, and the mean share of dark holes (near-black where the
+   photo is not), in percent.
 
 Run from the repository root (on 2 quiet cores a few minutes; most of it is Gatys and
 1024 px eager)::
 
     export NSTCOURSE_DATA_DIR=../shared/data NSTCOURSE_WEIGHTS_DIR=../shared/data/weights
     python benchmarks/fast_style_speed.py [--sizes 256 512 1024] [--repeats 5]
-        [--compile] [--full-gatys]
+        [--compile] [--full-gatys] [--parts speed gatys compare blobs]
 
 ``--quick`` shrinks everything (tiny sizes, one repeat, two Gatys evaluations) so that a
 test can run it in seconds; its numbers mean nothing.
@@ -67,18 +77,27 @@ import torch
 import torch.nn.functional as F
 
 from nstcourse.checkpoints import checkpoint_info
-from nstcourse.data import load_sample, load_style_images
+from nstcourse.data import list_samples, load_sample, load_style_images
 from nstcourse.features import RandomLayersWarning, VGGFeatures
 from nstcourse.images import save_image
 from nstcourse.inference import prepare_for_inference
+from nstcourse.metrics import blob_share
 from nstcourse.style.fast_style import PerceptualLoss
 from nstcourse.style.gatys import CONTENT_LAYERS, STYLE_LAYERS, stylize
-from nstcourse.style.models import JOHNSON_STYLES, checkpoint_path, load_style_model
+from nstcourse.style.models import (
+    JOHNSON_STYLES,
+    checkpoint_path,
+    load_style_model,
+    style_names,
+)
 from nstcourse.style.reference import ENGSTROM_WEIGHTS, load_engstrom
 
 GATYS_STEPS = 300  # stylize's default number of evaluations
 PHOTOS = ("tubingen", "chicago")
-QUICK = dict(sizes=[32, 48], repeats=1, gatys_size=48, gatys_evals=2, compare_size=48)
+PARTS = ("speed", "gatys", "compare", "blobs")
+QUICK = dict(
+    sizes=[32, 48], repeats=1, gatys_size=48, gatys_evals=2, compare_size=48, blob_photos=2
+)
 
 Call = Callable[[torch.Tensor], torch.Tensor]
 
@@ -194,8 +213,8 @@ def compare_table(args) -> list[str]:
     photos = {name: load_sample(name, long_side=args.compare_size) for name in PHOTOS}
     lines = [
         "| style | photo | ms ours | ms lengstrom | style loss: photo | ours | lengstrom "
-        "| content loss: ours | lengstrom |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| content loss: ours | lengstrom | white blobs % ours | lengstrom |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for style in JOHNSON_STYLES:
         nets = {
@@ -218,13 +237,53 @@ def compare_table(args) -> list[str]:
                 f"| {style} | {photo_name} | {1000 * seconds['ours']:.0f} | "
                 f"{1000 * seconds['theirs']:.0f} | {photo_style:.4g} | "
                 f"{terms['ours']['style'].item():.4g} | {terms['theirs']['style'].item():.4g} | "
-                f"{terms['ours']['content'].item():.4g} | {terms['theirs']['content'].item():.4g} |"
+                f"{terms['ours']['content'].item():.4g} | {terms['theirs']['content'].item():.4g} "
+                f"| {100 * blob_share(out['ours'], photo):.2f} | "
+                f"{100 * blob_share(out['theirs'], photo):.2f} |"
             )
             print("  " + lines[-1], flush=True)
             rows.append(torch.cat([photo, out["ours"], out["theirs"]], dim=-1))
         width = max(row.shape[-1] for row in rows)
         grid = torch.cat([F.pad(row, (0, width - row.shape[-1]), value=1.0) for row in rows], -2)
         save_image(grid, Path(args.out) / f"fast_style_{style}.jpg", quality=90)
+    return lines
+
+
+def shipped_and_reference_nets(size: int) -> dict[tuple[str, str], Call]:
+    """{(net, style): photo → stylised photo} for part 4, float32, without autograd."""
+    nets: dict[tuple[str, str], Call] = {}
+    for style in JOHNSON_STYLES:
+        nets["ours", style] = load_style_model(style, device="cpu")
+        nets["lengstrom", style] = load_engstrom(style, "cpu")
+    cin = load_style_model("cin", device="cpu")
+    for index, name in enumerate(style_names(checkpoint_info(checkpoint_path("cin")))):
+        nets["cin", name] = lambda x, index=index: cin(x, style=index)
+    adain = load_style_model("adain", device="cpu")
+    for style, painting in JOHNSON_STYLES.items():
+        image = load_style_images([painting], long_side=size)[0]
+        nets["adain", style] = lambda x, image=image: adain(x, image)
+    return nets
+
+
+def blob_table(args) -> list[str]:
+    """Part 4: white blobs and dark holes of every net on the content photos."""
+    names = list_samples("content")[: args.blob_photos]
+    photos = [load_sample(name, long_side=args.compare_size) for name in names]
+    lines = [
+        f"{len(photos)} photos ({', '.join(names)}) at {args.compare_size} px",
+        "| net | style | white blobs: mean % | largest % | dark holes: mean % |",
+        "|---|---|---|---|---|",
+    ]
+    for (net, style), call in shipped_and_reference_nets(args.compare_size).items():
+        with torch.inference_mode():
+            outputs = [call(photo).clamp(0, 1) for photo in photos]
+        white = [blob_share(y, x) for y, x in zip(outputs, photos, strict=True)]
+        dark = [blob_share(y, x, dark=True) for y, x in zip(outputs, photos, strict=True)]
+        lines.append(
+            f"| {net} | {style} | {100 * statistics.mean(white):.2f} | {100 * max(white):.2f} "
+            f"| {100 * statistics.mean(dark):.2f} |"
+        )
+        print("  " + lines[-1], flush=True)
     return lines
 
 
@@ -238,6 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gatys-evals", type=int, default=6)
     parser.add_argument("--full-gatys", action="store_true", help="run all 300 evaluations")
     parser.add_argument("--compare-size", type=int, default=512)
+    parser.add_argument("--blob-photos", type=int, default=None, help="default: all 13")
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="default: all four"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a test")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
@@ -252,9 +315,12 @@ def main(argv: list[str] | None = None) -> None:
     net = load_style_model("wave", device="cpu")
     fast = prepare_for_inference(net)
     print(f"inference path here: {fast}", flush=True)
-    speed, calls = speed_table(net, load_sample("tubingen"), args)
-    gatys = gatys_table(calls, args)
-    compare = compare_table(args)
+    speed, calls = [], {}
+    if {"speed", "gatys"} & set(args.parts):
+        speed, calls = speed_table(net, load_sample("tubingen"), args)
+    gatys = gatys_table(calls, args) if "gatys" in args.parts else []
+    compare = compare_table(args) if "compare" in args.parts else []
+    blobs = blob_table(args) if "blobs" in args.parts else []
 
     print(
         f"\nFast style speed, {args.threads} threads, batch 1, median of {args.repeats}"
@@ -263,10 +329,17 @@ def main(argv: list[str] | None = None) -> None:
         f"fast = {fast.dtype}, channels_last={fast.channels_last}; load average "
         f"before/after: {load_before} / {' '.join(f'{v:.1f}' for v in os.getloadavg())}\n"
     )
-    print("\n".join(speed), end="\n\n")
-    print("\n".join(gatys), end="\n\n")
-    print(f"Ours beside lengstrom's at {args.compare_size} px (ms: fast path; losses: float32):")
-    print("\n".join(compare))
+    if "speed" in args.parts:
+        print("\n".join(speed), end="\n\n")
+    if gatys:
+        print("\n".join(gatys), end="\n\n")
+    if compare:
+        print(f"Ours beside lengstrom's at {args.compare_size} px (ms: fast path; losses: "
+              "float32):")  # fmt: skip
+        print("\n".join(compare), end="\n\n")
+    if blobs:
+        print("Blobs and holes of every net (float32):")
+        print("\n".join(blobs))
 
 
 if __name__ == "__main__":

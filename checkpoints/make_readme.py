@@ -36,6 +36,14 @@ laid out below by `python checkpoints/make_readme.py`.
   `adain.safetensors` also carries the VGG-19 layers it was trained behind (`conv1_1` …
   `conv3_1` of the Caffe-convention file named, with its sha256, in its `vgg` metadata),
   so it gives the same pictures whichever VGG-19 is installed.
+- Unpaired translation: `nstcourse train-cyclegan`, recipe in
+  `nstcourse/translate/recipes.py`; `bash checkpoints/train_cyclegan.sh` retrains it.
+  Metrics: on the held-out test photos at the training scale, the share of translated
+  images a horse/zebra probe (a linear classifier on VGG-19 feature statistics, fit on
+  the training photos) calls the target domain, beside the same share of real photos of
+  each domain (floor and ceiling); the cycle error ‖F(G(x)) − x‖₁ per pixel; the spread
+  of G's outputs over the spread of its inputs (≈ 0: mode collapse).
+  `nstcourse/translate/metrics.py` says what each one misses.
 
 These were trained on a shared 2-core CPU, with far smaller budgets than the papers
 (SRCNN: ~10^8 back-propagations; VDSR: 80 epochs of 291 images at batch 64; SRResNet:
@@ -96,10 +104,41 @@ def describe_style(path: Path) -> tuple[str, str]:
     return row, metrics
 
 
+def describe_translation(path: Path) -> tuple[str, list[str]]:
+    """(one row of the translation recipe table, rows of its metrics table: the test
+    scores at every validation and at the end)."""
+    info = checkpoint_info(path)
+    recipe = info["recipe"]
+    a, b = (f"{recipe['domain_' + k]} ({recipe['images_' + k]})" for k in "ab")
+    data = f"{a} ↔ {b}"
+    net = f"ResNet-{recipe['blocks']}, ngf {recipe['ngf']}, ndf {recipe['ndf']}"
+    row = (
+        f"| `{path.name}` | {info['model']} ({info['class']}), {net} | `{recipe['command']}` | "
+        f"{data}, {recipe['crop']} px crops | {recipe['steps']} × batch {recipe['batch_size']} "
+        f"({recipe['constant_steps']} constant + {recipe['decay_steps']} decaying) | "
+        f"{recipe['seed']} | {recipe['device']} ({recipe['precision']}), torch {recipe['torch']} "
+        f"| {recipe['wall_time_s'] / 3600:.2f} h |"
+    )
+    ref = recipe["probe_reference"]
+    validations = info["metrics"]["train"]["validation"]
+    metrics = [
+        f"| `{path.name}` | {v['step']} | {v['b_share_of_G']:.2f} | {ref['b_share_of_real_a']:.2f}"
+        f" / {ref['b_share_of_real_b']:.2f} | {v['a_share_of_F']:.2f} | {v['cycle_l1_a']:.3f} / "
+        f"{v['cycle_l1_b']:.3f} | {v['spread_ratio_G']:.2f} |"
+        for v in validations
+    ]
+    return row, metrics
+
+
 def main() -> None:
     rows, metrics, style_rows, style_metrics = [], [], [], []
+    translation_rows, translation_metrics = [], []
     for path in sorted(HERE.glob("*.safetensors")):
-        if checkpoint_info(path)["model"] in STYLE_MODELS:
+        if checkpoint_info(path)["model"] == "cyclegan":
+            row, rows_of_metrics = describe_translation(path)
+            translation_rows.append(row)
+            translation_metrics.extend(rows_of_metrics)
+        elif checkpoint_info(path)["model"] in STYLE_MODELS:
             row, metrics_row = describe_style(path)
             style_rows.append(row)
             style_metrics.append(metrics_row)
@@ -134,11 +173,25 @@ def main() -> None:
             "|---|---|---|---|",
             *style_metrics,
             "",
+            "## Unpaired translation recipes",
+            "",
+            "| file | model | command | data | steps | seed | hardware | wall time |",
+            "|---|---|---|---|---|---|---|---|",
+            *translation_rows,
+            "",
+            "## Unpaired translation metrics (test photos, during training and at the end)",
+            "",
+            "| file | step | B share of G(test A) | floor / ceiling (real A / real B) "
+            "| A share of F(test B) | cycle L1 A / B | spread ratio of G |",
+            "|---|---|---|---|---|---|---|",
+            *translation_metrics,
+            "",
         ]
     )
     with atomic_path(HERE / "README.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
-    print(f"wrote {HERE / 'README.md'} ({len(rows) + len(style_rows)} checkpoints)")
+    count = len(rows) + len(style_rows) + len(translation_rows)
+    print(f"wrote {HERE / 'README.md'} ({count} checkpoints)")
 
 
 if __name__ == "__main__":

@@ -49,24 +49,29 @@ The super-resolution track, ``nstcourse/sr/`` (notebooks 05-08):
 - ``sr.vdsr``: VDSR, residual learning (07)
 - ``sr.srgan``: SRResNet, the discriminator, the VGG content loss, ``SRGANStep`` (08)
 
-The translation track, ``nstcourse/translate/`` (CycleGAN, notebook 11, being written):
+The translation track, ``nstcourse/translate/`` (CycleGAN, notebook 11):
 
 - ``translate.cyclegan``: the ResNet generator, the 70×70 PatchGAN, LSGAN, cycle and
   identity losses, the image pool and ``CycleGANStep`` for the one training path
 - ``translate.data``: two folders of images as unpaired random crops
-- ``translate.recipes``: ``CycleGANRecipe`` and ``train_cyclegan``
+- ``translate.recipes``: ``CycleGANRecipe``, ``train_cyclegan`` and ``TranslationScore``
 - ``translate.metrics``: offline measures (VGG-feature probe, VGG-KID, cycle L1, spread)
+- ``translate.models``: the shipped horse ↔ zebra model, ``translate_image`` at any size
 
 The notebook UI:
 
 - ``plotting``: figures of images side by side, feature maps, loss curves (00)
-- ``widgets``: ipywidgets sliders for style transfer and style mixes (02)
+- ``widgets``: ipywidgets sliders for style transfer and style mixes (02), a picture
+  menu with an upload (11)
 - ``runner``: runs the notebooks headless with papermill (``nstcourse run-notebooks``)
+- ``grading``: what the graded exercises use (``unavailable``) (11)
+- ``editions``: the student edition of the notebooks (``nstcourse student-edition``)
 
-The command line, ``nstcourse/cli/``: ``cli.notebooks`` (``run-notebooks``),
-``cli.stylize`` (``stylize``), ``cli.style`` (``fast-stylize``, ``train-style``),
-``cli.sr`` (``upscale``, ``train-sr``), and ``cli.common`` (what they share: argument
-types, checks, the training runner, exit codes).
+The command line, ``nstcourse/cli/``: ``cli.notebooks`` (``run-notebooks``,
+``student-edition``), ``cli.stylize`` (``stylize``), ``cli.style`` (``fast-stylize``,
+``train-style``), ``cli.sr`` (``upscale``, ``train-sr``), ``cli.translate``
+(``translate``, ``train-cyclegan``), and ``cli.common`` (what they share: argument types,
+checks, the training runner, exit codes).
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""Image quality metrics of the SR papers: PSNR and SSIM, on Y, with a border shave.
+"""Image quality metrics: the SR papers' PSNR and SSIM, on Y, with a border shave, and
+``blob_share``, the saturated blobs a feed-forward style network paints (04, 09).
 
 The papers score an upscaled image against the HR ground truth on the luminance Y of
 MATLAB's ``rgb2ycbcr``, after removing ``shave`` = s pixels at every border (the
@@ -16,8 +17,10 @@ channel setting, or an already-extracted Y (C = 1) for ``channel="y"``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.measure import label
 
 from nstcourse.colour import quantize_8bit, y_channel
 
@@ -173,3 +176,53 @@ def ssim(
     )
     per_channel = ssim_map.mean(dim=(1, 2, 3)).reshape(n, c)
     return _per_image(per_channel.mean(dim=1))
+
+
+NEAR_WHITE = 235 / 255  # every channel at least this: "near-white" (dark: at most 1 − it)
+MIN_BLOB_AREA = 0.002  # a blob covers at least 0.2 % of the image
+
+
+def blob_share(
+    image: torch.Tensor,
+    photo: torch.Tensor,
+    *,
+    dark: bool = False,
+    level: float = NEAR_WHITE,
+    min_area: float = MIN_BLOB_AREA,
+) -> float:
+    """The share of ``image`` covered by saturated blobs that ``photo`` does not have.
+
+    A pixel is near-white when all three channels are ≥ ``level`` (``dark=True``:
+    near-black, all ≤ 1 − ``level``). A blob is an 8-connected region of pixels that are
+    near-white in ``image`` where ``photo`` is not, kept if it covers at least
+    ``min_area`` of the image (smaller specks are highlights and noise). Returns the kept
+    blobs' total area over H·W, in [0, 1]: 0 for a stylised image whose near-white areas
+    all come from the photo (a white wall stays white, a grey sky does not turn white).
+
+    Args:
+        image: a stylised photo, (1, 3, H, W) or (3, H, W) in [0, 1].
+        photo: the photo it was made from, the same shape.
+        dark: measure near-black holes instead of near-white blobs.
+        level: the near-white threshold in (0.5, 1].
+        min_area: the smallest blob counted, as a share of the image, in [0, 1).
+    """
+    if image.shape != photo.shape or image.dim() not in (3, 4) or image.shape[-3] != 3:
+        raise ValueError(
+            f"blob_share expects two (1, 3, H, W) or (3, H, W) images of one shape, got "
+            f"{tuple(image.shape)} and {tuple(photo.shape)}"
+        )
+    if image.dim() == 4 and image.shape[0] != 1:
+        raise ValueError(f"blob_share takes one image, got a batch of {image.shape[0]}")
+    if not 0.5 < level <= 1 or not 0 <= min_area < 1:
+        raise ValueError(f"level={level} must be in (0.5, 1], min_area={min_area} in [0, 1)")
+
+    def saturated(x: torch.Tensor) -> np.ndarray:
+        x = x.detach().float().reshape(3, *x.shape[-2:]).cpu()
+        hit = x.max(0).values <= 1 - level if dark else x.min(0).values >= level
+        return hit.numpy()
+
+    mask = saturated(image) & ~saturated(photo)
+    regions = label(mask, connectivity=2)
+    areas = np.bincount(regions.ravel())[1:]  # label 0 is the background
+    total = mask.size
+    return float(areas[areas >= min_area * total].sum() / total)

@@ -8,17 +8,22 @@ pressed, never on every pixel of a drag.
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import ipywidgets as widgets
 import torch
 
-from nstcourse.images import to_pil
+from nstcourse.images import ImageError, load_image, resize_long_side, to_pil
 
 RATIO_SLIDER = "log10(α/β)"
 RUN_BUTTON = "Run"
 ALPHA_SLIDER = "α"  # the content–style trade-off of style_mix_controls
+IMAGE_MENU = "image"  # the picture menu of image_choice_controls
+WAY_MENU = "way"  # its second menu (for example the direction of a translation)
+UPLOAD_PREFIX = "upload: "  # menu entries of uploaded files
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
@@ -197,3 +202,103 @@ def style_mix_controls(
     for s in all_sliders:
         s.observe(update, names="value")
     return widgets.VBox([widgets.VBox(all_sliders), status, picture])
+
+
+def image_choice_controls(
+    render: Callable[[torch.Tensor, str], torch.Tensor],
+    samples: Mapping[str, torch.Tensor],
+    ways: Sequence[str],
+    *,
+    max_side: int = 1024,
+    width: int = 768,
+) -> widgets.VBox:
+    """Pick an image from a menu, or upload one, and a way to render it; shows the result.
+
+    Choosing a menu entry calls ``render(image, way)`` and shows what it returns (for
+    example a strip x | G(x) | F(G(x))). An uploaded file is read by ``images.load_image``
+    (EXIF orientation, transparency, the decompression-bomb check), shrunk to a long side
+    of at most ``max_side``, added to the image menu as "upload: NAME" and shown; a file
+    that cannot be read leaves the picture as it was and the status names it.
+
+    Args:
+        render: ``render(image, way)`` → (1, 3, H, W) in [0, 1], for ``image`` (1, 3, h, w)
+            in [0, 1] of any size and ``way`` one of ``ways``.
+        samples: {menu name: (1, 3, h, w) image in [0, 1]}, at least one; the first is shown.
+        ways: the second menu's entries (at least one), e.g. the two directions of a
+            translation.
+        max_side: uploads larger than this are shrunk (bicubic) before ``render``.
+        width: the picture's display width in pixels.
+
+    Returns:
+        The UI (``display`` it, or make it a cell's last expression); ``render`` has been
+        called once. ``menus, status, picture = controls.children``, and
+        ``image_menu, way_menu, upload = menus.children``.
+
+    Raises:
+        ValueError: no samples, a name starting with "upload: ", no ways, repeated ways,
+            ``max_side`` or ``width`` < 1.
+    """
+    images = dict(samples)
+    if not images:
+        raise ValueError("samples is empty: give at least one {name: image}")
+    taken = [name for name in images if name.startswith(UPLOAD_PREFIX)]
+    if taken:
+        raise ValueError(f"sample names {taken} start with {UPLOAD_PREFIX!r}, kept for uploads")
+    ways = list(ways)
+    if not ways or len(set(ways)) != len(ways):
+        raise ValueError(f"ways={ways}: give one or more distinct names")
+    if max_side < 1 or width < 1:
+        raise ValueError(f"max_side={max_side}, width={width}: both must be positive")
+
+    image_menu = widgets.Dropdown(options=list(images), description=IMAGE_MENU)
+    way_menu = widgets.Dropdown(options=ways, description=WAY_MENU)
+    upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload")
+    status = widgets.Label()
+    picture = widgets.Image(format="png", width=width)
+
+    def update(_: object = None) -> None:
+        start = time.perf_counter()
+        try:
+            picture.value = png_bytes(render(images[image_menu.value], way_menu.value))
+        except Exception as error:  # the UI must say what went wrong, not swallow it
+            status.value = f"failed: {type(error).__name__}: {error}"
+            raise
+        ms = 1000 * (time.perf_counter() - start)
+        status.value = f"{image_menu.value}, {way_menu.value}: {ms:.0f} ms"
+
+    def on_upload(change: dict) -> None:
+        for item in change["new"]:
+            name = str(item["name"])
+            try:
+                image = _read_upload(name, bytes(item["content"]))
+            except (ImageError, OSError) as error:
+                status.value = f"could not read {name}: {error}"
+                continue
+            if max(image.shape[-2:]) > max_side:
+                image = resize_long_side(image, max_side)
+            key = UPLOAD_PREFIX + name
+            images[key] = image
+            if key not in image_menu.options:
+                image_menu.options = [*image_menu.options, key]
+            if image_menu.value == key:
+                update()  # the same name again: a new file, the same menu entry
+            else:
+                image_menu.value = key  # observed: renders
+
+    update()
+    image_menu.observe(update, names="value")
+    way_menu.observe(update, names="value")
+    upload.observe(on_upload, names="value")
+    return widgets.VBox([widgets.HBox([image_menu, way_menu, upload]), status, picture])
+
+
+def _read_upload(name: str, content: bytes) -> torch.Tensor:
+    """An uploaded file's bytes → (1, 3, H, W) in [0, 1]; errors name the upload, not the
+    temporary file it was read from."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("upload" + Path(name).suffix.lower())
+        path.write_bytes(content)
+        try:
+            return load_image(path)
+        except ImageError as error:
+            raise ImageError(str(error).replace(str(path), name)) from None

@@ -67,6 +67,8 @@ LOG_TAIL_CHARS = 4000
 _SLIDER = ".widget-slider"
 _BUTTON = "button.widget-button"
 _IMAGE = "img.widget-image"
+_DROPDOWN = ".widget-dropdown"
+_UPLOAD = "button.widget-upload"
 
 
 def browser_unavailable() -> str | None:
@@ -483,6 +485,24 @@ def click_button(page: Page, description: str, timeout: float = WIDGET_S) -> Non
     _one(page, _BUTTON, None, description, "button", timeout).click()
 
 
+def select_option(page: Page, description: str, option: str, timeout: float = WIDGET_S) -> None:
+    """Choose ``option`` (its label) in the ipywidgets Dropdown labelled ``description``."""
+    menu = _one(page, _DROPDOWN, ".widget-label", description, "dropdown", timeout)
+    menu.locator("select").select_option(label=option, timeout=timeout * 1000)
+
+
+def upload_file(page: Page, path: str | os.PathLike[str], timeout: float = WIDGET_S) -> None:
+    """Give ``path`` to the notebook's one ipywidgets FileUpload, as a user would: click
+    the button and answer the browser's file chooser."""
+    buttons = page.locator(f".jp-NotebookPanel {_UPLOAD}")
+    buttons.first.wait_for(state="visible", timeout=timeout * 1000)
+    if buttons.count() != 1:
+        raise AssertionError(f"expected one upload button, found {buttons.count()}")
+    with page.expect_file_chooser(timeout=timeout * 1000) as chooser:
+        buttons.first.click()
+    chooser.value.set_files(str(path))
+
+
 def image_src(page: Page, index: int = 0, timeout: float = WIDGET_S) -> str:
     """The ``src`` of the ``index``-th ipywidgets Image in the notebook (a ``blob:`` URL)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -563,6 +583,8 @@ __all__ = [
     "run_all_cells",
     "save_screenshot",
     "screenshot_on_failure",
+    "select_option",
     "set_slider",
+    "upload_file",
     "wait_for_image_change",
 ]

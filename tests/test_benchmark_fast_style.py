@@ -30,3 +30,8 @@ def test_quick_run_prints_the_tables_and_writes_the_images(
     for style in JOHNSON_STYLES:
         assert f"| {style} | tubingen |" in out and f"| {style} | chicago |" in out
         assert (tmp_path / f"fast_style_{style}.jpg").stat().st_size > 0
+        assert f"| ours | {style} |" in out and f"| lengstrom | {style} |" in out
+        assert f"| adain | {style} |" in out
+    cin_rows = {line.strip() for line in out.splitlines() if line.strip().startswith("| cin |")}
+    assert len(cin_rows) == 10  # one per style
+    assert re.search(r"\| ours \| wave \| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\d \|", out)

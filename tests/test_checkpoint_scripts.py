@@ -47,7 +47,11 @@ def recorded_calls(script: Path, tmp_path: Path) -> list[list[str]]:
 
 @pytest.mark.parametrize(
     "script, command",
-    [("train_sr.sh", "train-sr"), ("train_style.sh", "train-style")],
+    [
+        ("train_sr.sh", "train-sr"),
+        ("train_style.sh", "train-style"),
+        ("train_cyclegan.sh", "train-cyclegan"),
+    ],
 )
 def test_script_reproduces_the_stored_commands(script, command, tmp_path):
     parser = build_parser()

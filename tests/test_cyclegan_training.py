@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 
 from nstcourse.checkpoints import load_model, read_metadata, save_model
-from nstcourse.cli.translate import translate_image
 from nstcourse.translate.cyclegan import CycleGAN
 from nstcourse.translate.data import UnpairedCrops, load_domain, load_size_for, to_float
 from nstcourse.translate.metrics import (
@@ -25,6 +24,7 @@ from nstcourse.translate.metrics import (
     kid,
     spread,
 )
+from nstcourse.translate.models import translate_image
 from nstcourse.translate.recipes import CycleGANRecipe, TranslationScore, train_cyclegan
 from tests.clirun import run
 

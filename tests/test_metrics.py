@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from nstcourse.colour import y_channel
-from nstcourse.metrics import psnr, ssim
+from nstcourse.metrics import blob_share, psnr, ssim
 
 
 def _pair(height: int = 24, width: int = 20, n: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,3 +139,49 @@ def test_ssim_needs_an_11_pixel_window_after_shaving() -> None:
     sr, hr = _pair(height=20, width=20)
     with pytest.raises(ValueError, match="shave=5"):
         ssim(sr, hr, shave=5)  # 10x10 left
+
+
+# --- blob_share -------------------------------------------------------------------------
+
+
+def _sky(h: int = 100, w: int = 100) -> torch.Tensor:
+    """A photo with no near-white pixel: a grey-blue gradient."""
+    ramp = torch.linspace(0.3, 0.7, w).expand(h, w)
+    return torch.stack([ramp, ramp, ramp + 0.1])[None]
+
+
+def test_blob_share_counts_new_white_regions_above_the_size_floor() -> None:
+    photo = _sky()
+    out = photo.clone()
+    out[..., 10:30, 10:30] = 1.0  # 400 px = 4 % of the image: a blob
+    out[..., 60:62, 60:62] = 1.0  # 4 px = 0.04 %: a highlight, below 0.2 %
+    out[..., 80:90, 5:15] = torch.tensor([1.0, 1.0, 0.5]).view(3, 1, 1)  # yellow: not white
+    assert blob_share(out, photo) == pytest.approx(0.04)
+    assert blob_share(out, photo, min_area=0.0) == pytest.approx(0.0404)
+    assert blob_share(out, photo, dark=True) == 0.0
+
+
+def test_blob_share_ignores_white_the_photo_already_has_and_joins_diagonals() -> None:
+    photo = _sky()
+    photo[..., :20, :] = 1.0  # a white wall in the photo
+    out = photo.clone()
+    out[..., :40, :] = 0.97  # stays near-white there; 20 new rows below it are a blob
+    assert blob_share(out, photo) == pytest.approx(0.2)
+    diagonal = _sky()
+    for i in range(30):  # a one-pixel diagonal line: one 8-connected region of 30 px
+        diagonal[..., i, i] = 1.0
+    assert blob_share(diagonal, _sky(), min_area=0.0029) == pytest.approx(0.003)
+
+
+def test_blob_share_dark_holes_and_bad_input() -> None:
+    photo = _sky()
+    out = photo.clone()
+    out[0, :, 50:70, 50:70] = 0.02
+    assert blob_share(out, photo, dark=True) == pytest.approx(0.04)
+    assert blob_share(out[0], photo[0], dark=True) == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="one shape"):
+        blob_share(out, photo[..., :50])
+    with pytest.raises(ValueError, match="batch of 2"):
+        blob_share(torch.cat([out, out]), torch.cat([photo, photo]))
+    with pytest.raises(ValueError, match="level"):
+        blob_share(out, photo, level=0.4)

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train super-resolution models, translate images with CycleGAN and train it.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    add_notebook_commands(commands)  # run-notebooks
+    add_notebook_commands(commands)  # run-notebooks, student-edition
     add_stylize_commands(commands)  # stylize
     add_sr_commands(commands)  # upscale, train-sr
     add_style_commands(commands)  # fast-stylize, train-style

@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from nstcourse.budget import (
     gigabytes,
@@ -31,7 +30,6 @@ from nstcourse.budget import (
     needed_bytes,
     peak_bytes,
 )
-from nstcourse.checkpoints import find_checkpoints_dir, load_model
 from nstcourse.cli.common import (
     UsageError,
     add_device_option,
@@ -50,16 +48,12 @@ from nstcourse.cli.common import (
 )
 from nstcourse.images import SAVE_FORMATS, ImageError, load_image, resize_long_side, save_image
 from nstcourse.training import PRECISIONS
-from nstcourse.translate.cyclegan import MIN_SIZE, MULTIPLE, CycleGAN
+from nstcourse.translate.cyclegan import MIN_SIZE, MULTIPLE
+from nstcourse.translate.models import DIRECTIONS, checkpoint_path, load_cyclegan, translate_image
 from nstcourse.translate.recipes import TEST_SPLITS, CycleGANRecipe, train_cyclegan
 
 TRANSLATE = "nstcourse translate"
 TRAIN_CYCLEGAN = "nstcourse train-cyclegan"
-# The course's model names: (checkpoint file, reverse: F instead of G).
-MODELS = {
-    "horse2zebra": ("cyclegan_horse2zebra.safetensors", False),
-    "zebra2horse": ("cyclegan_horse2zebra.safetensors", True),
-}
 DEFAULT_WORKDIR = "runs/cyclegan"
 
 
@@ -98,18 +92,17 @@ def _load_generator(args: argparse.Namespace) -> torch.nn.Module:
             raise FileNotFoundError(f"--checkpoint {path}: no such file")
     else:
         name = args.model or "horse2zebra"
-        if name not in MODELS:
-            raise UsageError(f"--model {name}: unknown model; known: {', '.join(MODELS)}")
+        if name not in DIRECTIONS:
+            raise UsageError(f"--model {name}: unknown model; known: {', '.join(DIRECTIONS)}")
         if args.reverse:
             raise UsageError("--reverse goes with --checkpoint; the --model name says the way")
-        filename, reverse = MODELS[name]
-        path = find_checkpoints_dir() / filename
+        path, reverse = checkpoint_path(), DIRECTIONS[name]
         if not path.is_file():
             raise FileNotFoundError(
                 f"--model {name}: {path} not found; train one with `{TRAIN_CYCLEGAN}` and pass "
                 "it as --checkpoint FILE"
             )
-    net = load_model(CycleGAN, path, device=device)  # refuses another class, naming it
+    net = load_cyclegan(path, device=device)  # refuses another class, naming it
     return net.F if reverse else net.G
 
 
@@ -132,17 +125,6 @@ def _translate_one(
     if not args.quiet:
         seconds = time.perf_counter() - start
         print(f"wrote {dst} ({width}x{height}) in {seconds:.1f} s", flush=True)
-
-
-def translate_image(generator: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """``generator(image)`` for (1, 3, H, W) in [0, 1] of any size ≥ ``MIN_SIZE``: the image
-    is reflect-padded up to multiples of 4 and the output cropped back to H × W."""
-    device = next(generator.parameters()).device
-    height, width = image.shape[-2:]
-    pad_h, pad_w = -height % MULTIPLE, -width % MULTIPLE
-    with torch.inference_mode():
-        x = F.pad(image.to(device), (0, pad_w, 0, pad_h), mode="reflect")
-        return generator(x)[..., :height, :width].cpu()
 
 
 def _check_memory(
@@ -280,7 +262,7 @@ def add_translate_commands(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--model", default=None, metavar="NAME",
-        help=f"one of {', '.join(MODELS)} (default horse2zebra)",
+        help=f"one of {', '.join(DIRECTIONS)} (default horse2zebra)",
     )  # fmt: skip
     p.add_argument(
         "--checkpoint", type=Path, default=None, metavar="FILE",
