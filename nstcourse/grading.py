@@ -38,7 +38,9 @@ class _Blocked:
 def unavailable(owner: Any, *names: str) -> Iterator[None]:
     """Inside the block, ``owner.<name>`` raises ``ExerciseError`` for each name: on a class,
     getting the attribute (a method, a property, ``__init__``, so also building one); on
-    a module, calling the function. Restored on leaving, also after an exception.
+    a module, calling the function; on a namespace dict (a notebook's ``globals()``, where
+    ``from module import name`` put its own reference), calling ``owner[name]``. Restored
+    on leaving, also after an exception.
 
     >>> import math
     >>> with unavailable(math, "sqrt"):
@@ -51,6 +53,10 @@ def unavailable(owner: Any, *names: str) -> Iterator[None]:
     Raises:
         AttributeError: ``owner`` has no attribute of one of the names (a typo in a test).
     """
+    if isinstance(owner, dict):
+        with _unavailable_in(owner, names):
+            yield
+        return
     label = owner.__name__ if isinstance(owner, (type, types.ModuleType)) else repr(owner)
     saved: dict[str, Any] = {}
     try:
@@ -72,3 +78,18 @@ def unavailable(owner: Any, *names: str) -> Iterator[None]:
 
 
 _INHERITED = object()  # the class had no attribute of its own: delete ours on leaving
+
+
+@contextlib.contextmanager
+def _unavailable_in(namespace: dict[str, Any], names: tuple[str, ...]) -> Iterator[None]:
+    """``unavailable`` for a namespace dict such as a notebook's ``globals()``."""
+    missing = [name for name in names if name not in namespace]
+    if missing:
+        raise AttributeError(f"the namespace has no {', '.join(map(repr, missing))}")
+    saved = {name: namespace[name] for name in names}
+    try:
+        for name in names:
+            namespace[name] = _Blocked(name)
+        yield
+    finally:
+        namespace.update(saved)
