@@ -43,7 +43,11 @@ laid out below by `python checkpoints/make_readme.py`.
   the training photos) calls the target domain, beside the same share of real photos of
   each domain (floor and ceiling); the cycle error ‖F(G(x)) − x‖₁ per pixel; the spread
   of G's outputs over the spread of its inputs (≈ 0: mode collapse).
-  `nstcourse/translate/metrics.py` says what each one misses.
+  `nstcourse/translate/metrics.py` says what each one misses. The CycleGAN run was
+  started as `--steps 16000` and shortened to 12,000 at step 4,200, before either
+  schedule's decay began, so its first 4,200 steps are those of a 12,000-step run; it was
+  resumed six times, part of it on one thread while other jobs shared the machine, which
+  the wall time includes (`docs/experiments.md`).
 
 These were trained on a shared 2-core CPU, with far smaller budgets than the papers
 (SRCNN: ~10^8 back-propagations; VDSR: 80 epochs of 291 images at batch 64; SRResNet:
