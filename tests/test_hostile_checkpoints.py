@@ -41,6 +41,8 @@ from nstcourse.sr.vdsr import VDSR
 from nstcourse.style.adain import Decoder
 from nstcourse.style.fast_style import TransformNet
 from nstcourse.style.models import load_style_model
+from nstcourse.translate.cyclegan import CycleGAN
+from nstcourse.translate.models import load_cyclegan
 
 ADDRESS_SPACE = 6 * 2**30  # bytes; a CUDA build of torch maps ~3.5 GiB just to import
 
@@ -323,6 +325,8 @@ def test_every_shipped_checkpoint_still_loads() -> None:
             assert isinstance(load_model(TransformNet, path, device="cpu"), TransformNet)
         elif info["class"] == "Decoder":
             assert isinstance(load_model(Decoder, path, device="cpu"), Decoder)
+        elif info["class"] == "CycleGAN":
+            assert isinstance(load_cyclegan(path, device="cpu"), CycleGAN)
         else:
             net = load_sr_checkpoint(path, name=info["model"], device="cpu")
             assert type(net).__name__ == info["class"], path
