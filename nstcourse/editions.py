@@ -81,16 +81,19 @@ def student_edition(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return result
 
 
-def write_student_edition(notebooks: list[Path], out: str | os.PathLike) -> list[Path]:
+def write_student_edition(
+    notebooks: list[Path], out: str | os.PathLike
+) -> dict[Path, GradedCells]:
     """The student edition of each notebook, written to ``out`` under the same name
-    (atomically: a failure leaves no half-written notebook). Returns the paths written.
+    (atomically: a failure leaves no half-written notebook). Returns {path written: the
+    source notebook's graded cells}.
 
     Raises:
         FileNotFoundError: a notebook is missing.
         ValueError: a notebook has nbgrader cells nbgrader refuses (the message names it).
     """
     out = Path(out)
-    written = []
+    written = {}
     for path in notebooks:
         notebook = nbformat.read(path, as_version=4)
         try:
@@ -100,5 +103,5 @@ def write_student_edition(notebooks: list[Path], out: str | os.PathLike) -> list
         target = out / path.name
         with atomic_path(target) as tmp:
             nbformat.write(student, tmp)
-        written.append(target)
+        written[target] = graded_cells(notebook)
     return written

@@ -14,10 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import nbformat
-
 from nstcourse.cli.common import check_writable, positive
-from nstcourse.editions import graded_cells, write_student_edition
+from nstcourse.editions import write_student_edition
 from nstcourse.runmode import AUTO, MODES
 from nstcourse.runner import default_notebooks_dir, find_notebooks, format_table, run_notebooks
 
@@ -66,8 +64,7 @@ def _student_edition(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         print(f"{STUDENT_EDITION}: {err}", file=sys.stderr)
         return 2
-    for source, path in zip(notebooks, written, strict=True):
-        cells = graded_cells(nbformat.read(source, as_version=4))
+    for path, cells in written.items():
         print(f"wrote {path}: {cells.solutions} exercises, {cells.tests} autograded tests, "
               f"{cells.written} written answers, {cells.points:g} points")  # fmt: skip
     return 0
