@@ -81,9 +81,7 @@ def student_edition(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return result
 
 
-def write_student_edition(
-    notebooks: list[Path], out: str | os.PathLike
-) -> dict[Path, GradedCells]:
+def write_student_edition(notebooks: list[Path], out: str | os.PathLike) -> dict[Path, GradedCells]:
     """The student edition of each notebook, written to ``out`` under the same name
     (atomically: a failure leaves no half-written notebook). Returns {path written: the
     source notebook's graded cells}.
