@@ -13,8 +13,17 @@ image in the same run.
 Paper numbers (PSNR-Y dB, Set5 / Set14 / BSD100): bicubic, SRCNN and VDSR from the
 benchmark table of Kim et al. 2016 (VDSR; Set5/Set14/B100/Urban100 at ×2/×3/×4); ESPCN
 ×3 from Shi et al. 2016 (trained on ImageNet; the paper reports BSD300, not BSD100);
-SRResNet and SRGAN ×4 from Ledig et al. 2017's benchmark table (SRGAN-VGG54). Quoted
-as commonly cited; table numbers not checked against the PDFs here.
+SRResNet and SRGAN ×4 from Ledig et al. 2017's benchmark table (SRGAN-VGG54); Johnson et
+al. 2016's feature-loss network ("perceptual") ×4 on Set5 from its results table (27.09 dB,
+where its SRCNN had 30.48). Quoted as commonly cited; table numbers not checked against
+the PDFs here.
+
+A second table scores what a perceptual loss sees, for every model at ×4 and ×8: the
+relu2_2 feature distance to the HR image (``sr.perceptual.feature_distance``, the loss the
+"perceptual" network is trained on; in the units of the VGG weights found, printed) and
+the sharpness (``metrics.mean_gradient`` of the output over the HR image's; 1 = edges as
+steep as the truth), means over each set, with a verdict line per set: is the perceptual
+network's feature distance lower than bicubic's and SRResNet's?
 
 Run from the repository root (about 23 minutes on 2 CPU cores with all three sets)::
 
@@ -33,8 +42,10 @@ import torch
 from torch import nn
 
 from nstcourse.checkpoints import checkpoint_info
+from nstcourse.features import VGGFeatures
 from nstcourse.sr.data import bicubic_upscale, degrade, load_sr_set, modcrop
 from nstcourse.sr.models import (
+    FEATURE_LAYER,
     MODELS,
     checkpoint_path,
     checkpoint_scales,
@@ -56,7 +67,9 @@ PAPER = {
     ("vdsr", 4): {"Set5": 31.35, "Set14": 28.01, "BSD100": 27.29},
     ("srresnet", 4): {"Set5": 32.05, "Set14": 28.49, "BSD100": 27.58},
     ("srgan", 4): {"Set5": 29.40, "Set14": 26.02, "BSD100": 25.16},
+    ("perceptual", 4): {"Set5": 27.09},
 }
+PERCEPTUAL_SCALES = (4, 8)  # the second table's scales
 # Data-pack reference -> (how our package feeds it, its scales).
 REFERENCE_USE = {
     "srcnn_x3_fuyongXu": ("srcnn", (3,)),
@@ -103,24 +116,30 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     sets = {name: load_sr_set(name) for name in args.sets}
     baby = dict(sets.get("Set5") or load_sr_set("Set5"))["baby"]
+    vgg = VGGFeatures([FEATURE_LAYER], arch="vgg19", device="cpu")
 
     header = "| model | scale | " + " | ".join(f"{s} PSNR / SSIM (paper)" for s in sets)
     lines = [header + " | ms per image (× bicubic) |", "|---" * (len(sets) + 3) + "|"]
     bicubic_rows: dict[int, list[str]] = {}
+    perceptual: dict[tuple[str, int], dict[str, dict]] = {}  # (label, scale) -> set -> result
     for label, name, model, scales in models_to_score():
         for scale in scales:
             cells = []
             for set_name, images in sets.items():
-                result = evaluate(model, name, scale, images)
+                features = vgg if scale in PERCEPTUAL_SCALES else None
+                result = evaluate(model, name, scale, images, features=features)
+                if features is not None:
+                    perceptual.setdefault((label, scale), {})[set_name] = result
                 paper = PAPER.get((name, scale), {}).get(set_name)
                 cells.append(
                     f"{result['psnr_y']:.2f} / {result['ssim_y']:.4f}"
                     + (f" ({paper:.2f})" if paper else "")
                 )
                 if scale not in bicubic_rows or len(bicubic_rows[scale]) < len(sets):
+                    paper = PAPER.get(("bicubic", scale), {}).get(set_name)
                     bicubic_rows.setdefault(scale, []).append(
                         f"{result['bicubic_psnr_y']:.2f} / {result['bicubic_ssim_y']:.4f}"
-                        f" ({PAPER[('bicubic', scale)][set_name]:.2f})"
+                        + (f" ({paper:.2f})" if paper else "")
                     )
             lr = degrade(modcrop(baby, scale), scale)
             model_s = median_seconds(partial(super_resolve, model, lr, name=name, scale=scale))
@@ -134,6 +153,43 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| bicubic | ×{scale} | " + " | ".join(cells) + " | — |")
     print(f"\nSR table: PSNR-Y dB / SSIM-Y, papers' protocol; {args.threads} CPU threads\n")
     print("\n".join(lines))
+    convention = vgg.weights_info.convention
+    print(
+        f"\nWhat a perceptual loss sees: {FEATURE_LAYER} feature distance (VGG-19, "
+        f"{convention} convention; lower is closer) / sharpness (1 = as steep as HR)\n"
+    )
+    print("\n".join(perceptual_table(perceptual, list(sets))))
+
+
+def perceptual_table(results: dict[tuple[str, int], dict[str, dict]], sets: list[str]) -> list[str]:
+    """The second table (feature distance / sharpness per set) and its verdict lines."""
+    header = "| model | scale | " + " | ".join(f"{s} feature distance / sharpness" for s in sets)
+    lines = [header + " |", "|---" * (len(sets) + 2) + "|"]
+    bicubic: dict[int, dict[str, dict]] = {}
+    for (label, scale), by_set in results.items():
+        cells = [f"{r['feature_distance']:.0f} / {r['sharpness']:.2f}" for r in by_set.values()]
+        lines.append(f"| {label} | ×{scale} | " + " | ".join(cells) + " |")
+        bicubic.setdefault(scale, by_set)
+    for scale, by_set in sorted(bicubic.items()):
+        cells = [
+            f"{r['bicubic_feature_distance']:.0f} / {r['bicubic_sharpness']:.2f}"
+            for r in by_set.values()
+        ]
+        lines.append(f"| bicubic | ×{scale} | " + " | ".join(cells) + " |")
+    ours, mse = results.get(("perceptual (ours)", 4)), results.get(("srresnet (ours)", 4))
+    if ours is not None:
+        lines.append("")
+        for set_name in sets:
+            mine = ours[set_name]["feature_distance"]
+            rivals = {"bicubic": ours[set_name]["bicubic_feature_distance"]}
+            if mse is not None:
+                rivals["SRResNet"] = mse[set_name]["feature_distance"]
+            verdicts = ", ".join(
+                f"{'lower' if mine < theirs else 'NOT lower'} than {rival}'s ({theirs:.0f})"
+                for rival, theirs in rivals.items()
+            )
+            lines.append(f"{set_name} ×4: the perceptual net's distance {mine:.0f} is {verdicts}")
+    return lines
 
 
 if __name__ == "__main__":

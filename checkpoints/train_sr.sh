@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Trains every shipped super-resolution checkpoint with `nstcourse train-sr`, in order
-# (SRGAN starts from srresnet_x4). The step counts are what a 2-core CPU could afford in
-# one session; a GPU run should use more: STEPS_SCALE=10 bash checkpoints/train_sr.sh (the
-# learning-rate cuts scale with the steps; `--lr-decay-every N` cuts it x0.1 every N
-# steps: twice for SRCNN and ESPCN, at 3/8 and 3/4 of the run, once for the others).
+# (SRGAN starts from srresnet_x4; "perceptual" is Johnson et al.'s feature-loss SR). The
+# step counts are what a 2-core CPU could afford in one session; a GPU run should use
+# more: STEPS_SCALE=10 bash checkpoints/train_sr.sh (the learning-rate cuts scale with the
+# steps; `--lr-decay-every N` cuts it x0.1 every N steps: twice for SRCNN and ESPCN, at
+# 3/8 and 3/4 of the run, once for SRResNet and VDSR; the perceptual nets keep the
+# paper's constant rate).
 # `--precision auto` trains in bfloat16 mixed precision where the hardware has it
 # (benchmarks/sr_train_speed.py measures the gain) and in float32
 # elsewhere. Each run checkpoints into runs/<model>_x<scale> and resumes if stopped (a
 # resumed run ends with the same weights as an uninterrupted one). Needs
-# NSTCOURSE_DATA_DIR (T91, BSDS500 train, Set5) and, for SRGAN, NSTCOURSE_WEIGHTS_DIR
-# (VGG-19).
+# NSTCOURSE_DATA_DIR (T91, BSDS500 train, Set5) and, for SRGAN and perceptual,
+# NSTCOURSE_WEIGHTS_DIR (VGG-19).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 s=${STEPS_SCALE:-1}
@@ -27,3 +29,7 @@ train vdsr --scale 2,3,4 --steps $((44000 * s)) --batch-size 16 --lr 1e-3 \
 train srresnet --scale 4 --steps $((50000 * s)) --lr 5e-4 --lr-decay-every $((37500 * s)) \
   --precision auto -o checkpoints/srresnet_x4.safetensors
 train srgan --scale 4 --steps $((1500 * s)) -o checkpoints/srgan_x4.safetensors
+train perceptual --scale 4 --steps $((6000 * s)) --precision auto \
+  -o checkpoints/perceptual_x4.safetensors
+train perceptual --scale 8 --steps $((6000 * s)) --precision auto \
+  -o checkpoints/perceptual_x8.safetensors

@@ -1,5 +1,6 @@
 """Image quality metrics: the SR papers' PSNR and SSIM, on Y, with a border shave, and
-``blob_share``, the saturated blobs a feed-forward style network paints (04, 09).
+``blob_share``, the saturated blobs a feed-forward style network paints (04, 09), and
+``mean_gradient``, a sharpness score (08).
 
 The papers score an upscaled image against the HR ground truth on the luminance Y of
 MATLAB's ``rgb2ycbcr``, after removing ``shave`` = s pixels at every border (the
@@ -226,3 +227,26 @@ def blob_share(
     areas = np.bincount(regions.ravel())[1:]  # label 0 is the background
     total = mask.size
     return float(areas[areas >= min_area * total].sum() / total)
+
+
+def mean_gradient(image: torch.Tensor, *, shave: int = 0) -> float:
+    r"""How steep the edges are: the mean gradient magnitude of the luminance Y.
+
+    .. math::
+        G(x) = \operatorname{mean}_{i,j} \sqrt{(Y_{i+1,j} - Y_{i,j})^2 + (Y_{i,j+1} - Y_{i,j})^2}
+
+    with Y = ``colour.y_channel`` in [16, 235]/255, after removing ``shave`` pixels at
+    each border. As a sharpness score it is read relative to the HR image's: G(sr) / G(hr)
+    below 1 is softer than the truth, above 1 has more steep change than the truth (noise,
+    artefacts and invented detail count as "sharp" too).
+
+    Args:
+        image: (1, 3, H, W) RGB in [0, 1].
+    """
+    if image.dim() != 4 or image.shape[:2] != (1, 3):
+        raise ValueError(f"mean_gradient takes one (1, 3, H, W) image, got {tuple(image.shape)}")
+    if shave:
+        image = image[..., shave:-shave, shave:-shave]
+    y = y_channel(image.float())[0, 0]
+    dy, dx = y[1:, :-1] - y[:-1, :-1], y[:-1, 1:] - y[:-1, :-1]
+    return (dy**2 + dx**2).sqrt().mean().item()

@@ -11,7 +11,10 @@ from PIL import Image
 
 import nstcourse.cli.sr
 from nstcourse.checkpoints import save_model
+from nstcourse.images import load_image, save_image
+from nstcourse.sr.data import load_sr_set
 from nstcourse.sr.espcn import ESPCN
+from nstcourse.sr.models import load_pretrained, super_resolve
 from nstcourse.sr.recipes import RECIPES, ESPCNRecipe
 
 
@@ -61,7 +64,7 @@ def test_upscale_folder_reports_a_bad_image_and_writes_the_rest(capsys, env) -> 
 ERRORS = {
     "unknown model": (
         "{a} -o {out}/x.png --model edsr",
-        "--model edsr: unknown model; known: srcnn, espcn, vdsr, srresnet, srgan",
+        "--model edsr: unknown model; known: srcnn, espcn, vdsr, srresnet, srgan, perceptual",
     ),
     "scale not shipped": (
         "{a} -o {out}/x.png --scale 5",
@@ -152,3 +155,30 @@ def test_train_sr_bad_input(capsys, env) -> None:
                                 "--lr-decay-every", "-1"])  # fmt: skip
     assert code == 2 and "--lr-decay-every -1: use N >= 0 (0: never)" in err
     assert not out.exists()
+
+
+@pytest.mark.datapack
+@pytest.mark.parametrize("scale", [4, 8])
+def test_upscale_with_the_shipped_perceptual_nets(capsys, tmp_path, data_env, scale) -> None:
+    """A file and a folder of real photos (96-px crops of Set5) through the course's x4 / x8
+    perceptual checkpoint: the CLI's pictures are the package's, to 8-bit rounding."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for stem, hr in load_sr_set("Set5")[:2]:
+        save_image(hr[..., 96:192, 96:192], photos / f"{stem}.png")
+    out = tmp_path / "out"
+    argv = ["upscale", photos, "-o", out, "--model", "perceptual", "--scale", scale, "--quiet"]
+    code, _, err = run(capsys, argv)
+    assert code == 0, err
+    assert written(out) == written(photos)
+    model = load_pretrained("perceptual", scale, device="cpu")
+    for name in written(photos):
+        expected = super_resolve(model, load_image(photos / name), name="perceptual", scale=scale)
+        got = load_image(out / name)
+        assert got.shape == (1, 3, 96 * scale, 96 * scale)
+        assert (got - expected).abs().max() <= 1 / 255 + 1e-6
+    single = tmp_path / "one.png"
+    argv = ["upscale", photos / "baby.png", "-o", single, "--model", "perceptual", "--scale", scale]
+    code, stdout, err = run(capsys, argv)
+    assert code == 0, err
+    assert f"wrote {single} ({96 * scale}x{96 * scale})" in stdout

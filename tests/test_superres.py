@@ -17,6 +17,7 @@ from nstcourse.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from nstcourse.sr.data import bicubic_upscale
 from nstcourse.sr.espcn import ESPCN
 from nstcourse.sr.models import MODELS, checkpoint_path, evaluate, load_pretrained, super_resolve
+from nstcourse.sr.perceptual import PerceptualSRNet
 from nstcourse.sr.recipes import (
     ESPCNRecipe,
     MultiScalePatchDataset,
@@ -38,12 +39,13 @@ def tiny_model(name: str, scale: int) -> nn.Module:
         return ESPCN(scale=scale, n1=4, n2=4)
     if name == "vdsr":
         return VDSR(depth=3, width=4)
+    if name == "perceptual":
+        return PerceptualSRNet(scale=scale, blocks=1, width=4)
     return SRResNet(scale=scale, blocks=1, width=4)
 
 
-CASES = [
-    (name, s) for name in MODELS for s in ((2, 4) if name in ("srresnet", "srgan") else (2, 3, 4))
-]
+POWERS_OF_TWO = ("srresnet", "srgan", "perceptual")
+CASES = [(name, s) for name in MODELS for s in ((2, 4) if name in POWERS_OF_TWO else (2, 3, 4))]
 
 
 # --- super_resolve ------------------------------------------------------------------------

@@ -1,16 +1,17 @@
 """Using the super-resolution models: what each is fed, upscaling, scoring, checkpoints.
 
-The four papers feed their networks differently:
+The five papers feed their networks differently:
 
-=========  =======================  ==========================================  ===========
-name       class                    input (all in [0, 1])                       scales
-=========  =======================  ==========================================  ===========
-srcnn      ``srcnn.SRCNN``          Y of the LR image, bicubic-upscaled ×s       3
-espcn      ``espcn.ESPCN``          Y of the LR image                            2, 3, 4
-vdsr       ``vdsr.VDSR``            Y, bicubic-upscaled; one model for all s     2, 3, 4
-srresnet   ``srgan.SRResNet``       the RGB LR image                             4
-srgan      ``srgan.SRResNet``       the RGB LR image (adversarially trained G)   4
-=========  =======================  ==========================================  ===========
+==========  ==============================  ==========================================  =======
+name        class                           input (all in [0, 1])                       scales
+==========  ==============================  ==========================================  =======
+srcnn       ``srcnn.SRCNN``                 Y of the LR image, bicubic-upscaled ×s      3
+espcn       ``espcn.ESPCN``                 Y of the LR image                           2, 3, 4
+vdsr        ``vdsr.VDSR``                   Y, bicubic-upscaled; one model for all s    2, 3, 4
+srresnet    ``srgan.SRResNet``              the RGB LR image                            4
+srgan       ``srgan.SRResNet``              the RGB LR image (adversarially trained G)  4
+perceptual  ``perceptual.PerceptualSRNet``  the RGB LR image (Johnson et al. 2016)      4, 8
+==========  ==============================  ==========================================  =======
 
 ("bicubic" is always MATLAB's, ``sr.data.imresize(method="matlab")``.) The Y models
 (Dong et al. 2014, Shi et al. 2016, Kim et al. 2016) only sharpen the luminance: the
@@ -18,7 +19,8 @@ chroma Cb, Cr is bicubic-upscaled and recombined with the network's Y.
 
 The scales column is what the course ships as checkpoints (``checkpoints/``): files
 ``srcnn_x3.safetensors``, ``espcn_x{2,3,4}.safetensors``, ``vdsr.safetensors`` (every
-scale), ``srresnet_x4.safetensors`` and ``srgan_x4.safetensors``, written by
+scale), ``srresnet_x4.safetensors``, ``srgan_x4.safetensors`` and
+``perceptual_x{4,8}.safetensors``, written by
 ``nstcourse.sr.recipes.train_sr`` (``nstcourse train-sr``).
 """
 
@@ -43,10 +45,12 @@ from nstcourse.checkpoints import (
     load_model,
 )
 from nstcourse.colour import rgb_to_ycbcr, ycbcr_to_rgb
-from nstcourse.metrics import psnr, ssim
+from nstcourse.features import VGGFeatures
+from nstcourse.metrics import mean_gradient, psnr, ssim
 from nstcourse.runmode import pick_device
 from nstcourse.sr.data import bicubic_upscale, degrade, load_sr_set, modcrop
 from nstcourse.sr.espcn import ESPCN
+from nstcourse.sr.perceptual import PerceptualSRNet, feature_distance
 from nstcourse.sr.srcnn import SRCNN
 from nstcourse.sr.srgan import SRResNet
 from nstcourse.sr.vdsr import VDSR
@@ -80,12 +84,17 @@ class SRModel:
         return max(1, math.ceil(per_input))
 
 
+FEATURE_LAYER = "relu2_2"  # what the perceptual measures of ``evaluate`` compare
+
 MODELS: dict[str, SRModel] = {
     "srcnn": SRModel(SRCNN, "y", pre_upsample=True, scales=(3,), min_input_side=9),
     "espcn": SRModel(ESPCN, "y", pre_upsample=False, scales=(2, 3, 4), min_input_side=5),
     "vdsr": SRModel(VDSR, "y", pre_upsample=True, scales=(2, 3, 4), multi_scale=True),
     "srresnet": SRModel(SRResNet, "rgb", pre_upsample=False, scales=(4,), min_input_side=9),
     "srgan": SRModel(SRResNet, "rgb", pre_upsample=False, scales=(4,), min_input_side=9),
+    "perceptual": SRModel(
+        PerceptualSRNet, "rgb", pre_upsample=False, scales=(4, 8), min_input_side=9
+    ),
 }
 
 
@@ -293,6 +302,7 @@ def evaluate(
     *,
     shave: int | None = None,
     tile: int | None = None,
+    features: VGGFeatures | None = None,
 ) -> dict[str, Any]:
     """PSNR-Y and SSIM-Y of ``model`` and of bicubic upscaling under the papers' protocol.
 
@@ -307,10 +317,16 @@ def evaluate(
             of (stem, (1, 3, H, W) HR tensor in [0, 1]).
         shave: border pixels removed before scoring; None means ``scale`` (the papers).
         tile: passed to ``super_resolve``.
+        features: a ``VGGFeatures`` returning ``FEATURE_LAYER`` (relu2_2): then also what
+            a perceptual loss sees, for the model and bicubic: "feature_distance"
+            (``perceptual.feature_distance`` at relu2_2, in the extractor's units) and
+            "sharpness" (``metrics.mean_gradient`` relative to the HR image's; 1 = as steep
+            as the truth), both on the shaved RGB images.
 
     Returns:
-        ``{"psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y": means over the images,
-        "per_image": {stem: the same four}}``; floats in dB (PSNR) and [0, 1] (SSIM),
+        ``{"psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"`` (and with ``features``
+        "feature_distance", "sharpness" and their "bicubic_" twins)``: means over the
+        images, "per_image": {stem: the same}}``; floats in dB (PSNR) and [0, 1] (SSIM),
         JSON-serialisable.
     """
     if isinstance(images, str):
@@ -330,7 +346,16 @@ def evaluate(
             "bicubic_psnr_y": float(psnr(bicubic, hr, shave=shave)),
             "bicubic_ssim_y": float(ssim(bicubic, hr, shave=shave)),
         }
-    keys = ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y")
+        if features is not None:
+            hr_gradient = mean_gradient(hr, shave=shave)
+            for prefix, image in (("", sr), ("bicubic_", bicubic)):
+                per_image[stem] |= {
+                    f"{prefix}feature_distance": feature_distance(
+                        image, hr, features, layer=FEATURE_LAYER, shave=shave
+                    ),
+                    f"{prefix}sharpness": mean_gradient(image, shave=shave) / hr_gradient,
+                }
+    keys = next(iter(per_image.values())).keys()
     means = {key: sum(m[key] for m in per_image.values()) / len(per_image) for key in keys}
     return {**means, "per_image": per_image}
 
