@@ -19,7 +19,8 @@ Plumbing, flat in ``nstcourse/``:
 - ``colour``: luminance and colour matching; MATLAB's YCbCr and Y; 8-bit quantisation (03)
 - ``macs``: counting the multiply-accumulates of a network's convolutions (04)
 - ``checkpoints``: save, load and read the metadata of course checkpoints (04)
-- ``metrics``: PSNR and SSIM on Y with a border shave, as the SR papers score (05)
+- ``metrics``: PSNR and SSIM on Y with a border shave, as the SR papers score (05); the
+  white-blob share of stylised images (04); a sharpness score, ``mean_gradient`` (08)
 - ``training``: the resumable loop: ``train``, ``supervised_step``, ``optimizer_step`` (07)
 - ``recipes``: ``run_recipe``, the one protocol every trained checkpoint goes through
 - ``inference``: the fast inference path of a trained network (``prepare_for_inference``)
@@ -48,6 +49,7 @@ The super-resolution track, ``nstcourse/sr/`` (notebooks 05-08):
 - ``sr.espcn``: ESPCN and the sub-pixel convolution (06)
 - ``sr.vdsr``: VDSR, residual learning (07)
 - ``sr.srgan``: SRResNet, the discriminator, the VGG content loss, ``SRGANStep`` (08)
+- ``sr.perceptual``: Johnson et al.'s feature-loss SR network and loss, ``feature_distance`` (08)
 
 The translation track, ``nstcourse/translate/`` (CycleGAN, notebook 11):
 

@@ -42,6 +42,20 @@ def test_network_upscales_by_scale_into_the_unit_range(scale, upsample) -> None:
     assert y.min() >= 0 and y.max() <= 1
 
 
+def test_residual_network_with_a_zero_tail_is_bicubic_upscaling() -> None:
+    net = PerceptualSRNet(scale=4, blocks=1, width=8, residual=True).eval()
+    with torch.no_grad():
+        net.tail.weight.zero_()
+        net.tail.bias.zero_()
+    x = torch.rand(1, 3, 9, 7)
+    expected = F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    torch.testing.assert_close(net(x), expected)
+    # the clamp passes gradients through (straight-through), so pixels outside [0, 1] learn
+    y = net(x * 3)
+    y.sum().backward()
+    assert net.tail.bias.grad is not None and (net.tail.bias.grad == y[0, 0].numel()).all()
+
+
 def test_network_layout_is_the_papers() -> None:
     net = PerceptualSRNet(scale=8)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -201,6 +201,7 @@ class PerceptualSRRecipe:
     blocks: int = 4  # paper (supplementary, Table 2): 4 residual blocks of 64 for x4 and x8
     width: int = 64
     upsample: str = "nearest"  # paper: stride-1/2 convolutions ("transpose"); see perceptual
+    residual: bool = True  # paper: False, and histogram matching afterwards; see perceptual
     scales: tuple[int, ...] = (4,)  # paper: x4 and x8; the course ships both
     data: tuple[str, ...] = SET_291  # paper: 10k MS-COCO images
     max_images: int | None = None  # per folder; None = all
@@ -450,7 +451,11 @@ def _build_perceptual(recipe: PerceptualSRRecipe, images, seed: int, device) -> 
     if recipe.hr_patch % scale:
         raise ValueError(f"hr_patch={recipe.hr_patch} is not a multiple of x{scale}")
     kwargs = dict[str, Any](
-        scale=scale, blocks=recipe.blocks, width=recipe.width, upsample=recipe.upsample
+        scale=scale,
+        blocks=recipe.blocks,
+        width=recipe.width,
+        upsample=recipe.upsample,
+        residual=recipe.residual,
     )
     net = PerceptualSRNet(**kwargs)
     extractor = VGGFeatures([recipe.vgg_layer], arch="vgg19", device=device)
