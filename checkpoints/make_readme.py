@@ -27,7 +27,10 @@ laid out below by `python checkpoints/make_readme.py`.
 - Super-resolution: `nstcourse train-sr`, recipes in `nstcourse/sr/recipes.py`;
   `bash checkpoints/train_sr.sh` retrains them all (`STEPS_SCALE=10` for the longer runs
   a GPU affords). Metrics: Set5, the papers' protocol (MATLAB-bicubic degradation,
-  PSNR/SSIM on Y, an s-pixel shave), bicubic beside.
+  PSNR/SSIM on Y, an s-pixel shave), bicubic beside. The perceptual nets (Johnson et al.'s
+  feature-loss SR) were started as `--steps 6000` and changed at step 2,029 (×4, to 12,000)
+  and 2,032 (×8, to 4,000); their learning rate is constant, so a run's first steps are
+  the same whatever its length (`docs/experiments.md`).
 - Feed-forward style: `nstcourse train-style`, recipes in `nstcourse/style/recipes.py`;
   `bash checkpoints/train_style.sh` retrains them all. Metrics: the training losses
   (weighted terms, mean of the last 100 steps) and the time to stylise one 512×512 image,

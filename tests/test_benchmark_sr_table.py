@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nstcourse.checkpoints import checkpoint_info
+from nstcourse.features import VGGFeatures
 from nstcourse.sr.data import load_sr_set
 from nstcourse.sr.models import MODELS, checkpoint_path, evaluate, load_pretrained
 
@@ -49,3 +50,36 @@ def test_sr_table_prints_ours_reference_and_bicubic_rows(data_env, monkeypatch, 
     assert "| espcn_x3_yjn870 (reference) | ×3 | 32.25 / 0.9002 (33.00) | " in out
     assert "| bicubic | ×3 | 30.39 / 0.8679 (30.39) | — |" in out
     assert "×2" not in out and "×4" not in out
+
+
+@pytest.mark.datapack
+def test_sr_table_scores_what_a_perceptual_loss_sees(data_env, monkeypatch, capsys):
+    """The second table: feature distance and sharpness of the perceptual net and SRResNet at
+    x4 (as ``evaluate(features=)`` computes them), and the verdict line built from them."""
+    spec = importlib.util.spec_from_file_location("sr_table", SCRIPT)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    everything = table.models_to_score
+    keep = {"perceptual (ours)", "srresnet (ours)"}
+    monkeypatch.setattr(
+        table,
+        "models_to_score",
+        lambda: [found for found in everything() if found[0] in keep and found[3] == (4,)],
+    )
+    table.main(["--sets", "Set5", "--threads", "1"])
+    out = capsys.readouterr().out
+    vgg = VGGFeatures(["relu2_2"], arch="vgg19", device="cpu")
+    set5 = load_sr_set("Set5")
+    scores = {
+        name: evaluate(load_pretrained(name, 4, device="cpu"), name, 4, set5, features=vgg)
+        for name in ("perceptual", "srresnet")
+    }
+    for name, r in scores.items():
+        row = f"| {name} (ours) | ×4 | {r['feature_distance']:.0f} / {r['sharpness']:.2f} |"
+        assert row in out
+    p, m = scores["perceptual"], scores["srresnet"]
+    bicubic = f"{p['bicubic_feature_distance']:.0f} / {p['bicubic_sharpness']:.2f}"
+    assert f"| bicubic | ×4 | {bicubic} |" in out
+    lower = "lower" if p["feature_distance"] < m["feature_distance"] else "NOT lower"
+    assert f"Set5 ×4: the perceptual net's distance {p['feature_distance']:.0f} is " in out
+    assert f"{lower} than SRResNet's ({m['feature_distance']:.0f})" in out

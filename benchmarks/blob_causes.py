@@ -1,0 +1,175 @@
+r"""Why do the shipped feed-forward style nets paint white blobs? One factor at a time.
+
+Every number is the white-blob share of ``metrics.blob_share`` (near-white regions of at
+least 0.2 % of the image where the photo is not near-white), the mean over the catalog's
+13 content photos (none is a training photo), in percent; beside it the largest share
+on one photo.
+
+Part ``size``: the shipped nets at several inference sizes. The Johnson and CIN nets
+were trained on 128-px crops of photos scaled to a 160-px short side and are used at
+512 px. If the blobs grow with the inference size, the train/test size mismatch is a
+cause (instance norm sees statistics of a larger, flatter area than in training); if
+they are there at the training size, it is not the only one.
+
+Part ``train``: short Johnson runs for one style (``--style``, default udnie, the net
+with the most blobs), each from the shipped net's recipe (``JohnsonRecipe`` with
+``--steps``) with one change: the crop size, λ_s, a TV weight, the learning rate, or
+more steps (resumed from the base run, so the same trajectory continued). Each is
+scored at 512 px by the blob share and by the content and style losses of the base
+recipe (weight 1 each) on the same photos. Runs go to ``runs/blob_causes/<name>`` and
+resume.
+
+Run from the repository root::
+
+    export NSTCOURSE_DATA_DIR=../shared/data NSTCOURSE_WEIGHTS_DIR=../shared/data/weights
+    python benchmarks/blob_causes.py --parts size
+    OMP_NUM_THREADS=1 python benchmarks/blob_causes.py --parts train --threads 1 \
+        [--runs base crop256 style_half tv lr_half steps_x3] [--steps 500]
+
+(``steps_x3`` resumes the base run's work folder, so run it after ``base``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from nstcourse.checkpoints import checkpoint_info
+from nstcourse.conventions import weights_for
+from nstcourse.data import list_samples, load_sample, load_style_images
+from nstcourse.features import VGGFeatures
+from nstcourse.metrics import blob_share
+from nstcourse.style.fast_style import PerceptualLoss
+from nstcourse.style.models import (
+    JOHNSON_STYLES,
+    checkpoint_path,
+    load_style_checkpoint,
+    load_style_model,
+    style_names,
+)
+from nstcourse.style.recipes import JohnsonRecipe, train_style
+
+PARTS = ("size", "train")
+RUNS = ("base", "crop256", "style_half", "tv", "lr_half", "steps_x3")
+SIZES = (128, 256, 512)  # the training crop, twice it, the size the nets are used at
+EVAL_SIDE = 512
+
+
+def changed(recipe: JohnsonRecipe, run: str, steps: int) -> tuple[JohnsonRecipe, int]:
+    """The recipe and the step count of run ``run``: the base with one change."""
+    weight = recipe.style_weight
+    assert weight is not None, "the base recipe names its λ_s"
+    if run == "base":
+        return recipe, steps
+    if run == "crop256":  # 256-px crops of photos scaled to a 320-px short side
+        return replace(recipe, crop=256, short_side=320), steps
+    if run == "style_half":
+        return replace(recipe, style_weight=weight / 2), steps
+    if run == "tv":  # ~5 % of the loss: the shipped udnie ended at content ~8e4 + style
+        # ~4e4 (Caffe-convention VGG), and the TV of a photo (tv_loss) is ~0.1
+        return replace(recipe, tv_weight=5e4), steps
+    if run == "lr_half":
+        return replace(recipe, lr=recipe.lr / 2), steps
+    if run == "steps_x3":  # the base run continued (same recipe and seed: it resumes)
+        return recipe, 3 * steps
+    raise ValueError(f"unknown run {run!r}; known: {', '.join(RUNS)}")
+
+
+def mean_and_max(shares: list[float]) -> str:
+    return f"{100 * statistics.mean(shares):.2f} | {100 * max(shares):.2f}"
+
+
+def size_table(photos: dict[str, torch.Tensor]) -> list[str]:
+    """Part ``size``: blob share of every shipped Johnson net and CIN style by input size."""
+    nets = {style: load_style_model(style, device="cpu") for style in JOHNSON_STYLES}
+    cin = load_style_model("cin", device="cpu")
+    for index, name in enumerate(style_names(checkpoint_info(checkpoint_path("cin")))):
+        nets[f"cin: {name}"] = lambda x, index=index: cin(x, style=index)
+    header = " | ".join(f"{s} px: mean % | max %" for s in SIZES)
+    lines = [f"| net | {header} |", "|---" * (1 + 2 * len(SIZES)) + "|"]
+    for name, net in nets.items():
+        cells = []
+        for side in SIZES:
+            shares = []
+            for photo in photos.values():
+                x = torch.nn.functional.interpolate(
+                    photo, scale_factor=side / max(photo.shape[-2:]), mode="area"
+                )
+                with torch.inference_mode():
+                    shares.append(blob_share(net(x).clamp(0, 1), x))
+            cells.append(mean_and_max(shares))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        print("  " + lines[-1], flush=True)
+    return lines
+
+
+def train_table(args, photos: dict[str, torch.Tensor]) -> list[str]:
+    """Part ``train``: one short run per change, scored on the photos at 512 px."""
+    painting = JOHNSON_STYLES[args.style]
+    base = replace(JohnsonRecipe(), styles=(painting,), max_images=args.max_images)
+    vgg = VGGFeatures(list(dict.fromkeys(base.content_layers + base.style_layers)), device="cpu")
+    style_weight = weights_for(vgg.weights_info.convention).feed_forward_style_weight
+    base = replace(base, style_weight=style_weight)  # the value None resolves to, named
+    loss = PerceptualLoss(
+        vgg,
+        styles=load_style_images([painting], long_side=base.style_size),
+        content_layers=base.content_layers,
+        style_layers=base.style_layers,
+        content_weight=1.0,
+        style_weight=1.0,
+        tv_weight=0.0,
+    )
+    lines = [
+        f"| run ({args.style}) | steps | white blobs: mean % | max % | content loss | style loss |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in args.runs:
+        recipe, steps = changed(base, run, args.steps)
+        workdir = Path("runs/blob_causes") / ("base" if run == "steps_x3" else run)
+        out = workdir.parent / f"{run}.safetensors"
+        train_style("johnson", steps=steps, out=out, recipe=recipe, workdir=workdir)
+        net = load_style_checkpoint(out, device="cpu")
+        shares, content, style = [], [], []
+        for photo in photos.values():
+            with torch.inference_mode():
+                y = net(photo).clamp(0, 1)
+                terms = loss(y, photo)
+            shares.append(blob_share(y, photo))
+            content.append(terms["content"].item())
+            style.append(terms["style"].item())
+        lines.append(
+            f"| {run} | {steps} | {mean_and_max(shares)} | {statistics.mean(content):.4g} | "
+            f"{statistics.mean(style):.4g} |"
+        )
+        print("  " + lines[-1], flush=True)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=["size"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--photos", type=int, default=None, help="default: all 13")
+    parser.add_argument("--style", choices=list(JOHNSON_STYLES), default="udnie")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
+    parser.add_argument("--steps", type=int, default=500, help="the base run's steps")
+    parser.add_argument("--max-images", type=int, default=None, help="training photos")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = list_samples("content")[: args.photos]
+    photos = {name: load_sample(name, long_side=EVAL_SIDE) for name in names}
+    print(f"{len(photos)} content photos: {', '.join(names)}")
+    if "size" in args.parts:
+        print("\nWhite blobs by inference size (long side)\n")
+        print("\n".join(size_table(photos)))
+    if "train" in args.parts:
+        print(f"\nShort runs, one change each, scored at {EVAL_SIDE} px\n")
+        print("\n".join(train_table(args, photos)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""benchmarks/blob_causes.py: each training run changes one thing; the size table scores
+each shipped net with ``metrics.blob_share``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from nstcourse.data import load_sample
+from nstcourse.metrics import blob_share
+from nstcourse.style.models import load_style_model
+from nstcourse.style.recipes import JohnsonRecipe
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "blob_causes.py"
+
+
+@pytest.fixture(scope="module")
+def causes():
+    spec = importlib.util.spec_from_file_location("blob_causes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_run_changes_one_thing(causes) -> None:
+    base = dataclasses.replace(JohnsonRecipe(), style_weight=1.0)
+    fields = [f.name for f in dataclasses.fields(JohnsonRecipe)]
+    for run in causes.RUNS:
+        recipe, steps = causes.changed(base, run, 500)
+        moved = [name for name in fields if getattr(recipe, name) != getattr(base, name)]
+        if run == "base":
+            assert moved == [] and steps == 500
+        elif run == "steps_x3":
+            assert moved == [] and steps == 1500
+        elif run == "crop256":  # the crop and the scaling before it, in proportion
+            assert moved == ["short_side", "crop"]
+        else:
+            assert len(moved) == 1 and steps == 500, (run, moved)
+    with pytest.raises(ValueError, match="unknown run 'bigger'"):
+        causes.changed(base, "bigger", 500)
+
+
+@pytest.mark.datapack
+def test_size_table_scores_each_net(causes, data_env, monkeypatch) -> None:
+    monkeypatch.setattr(causes, "SIZES", (96,))
+    photo = load_sample("tubingen", long_side=96)
+    lines = causes.size_table({"tubingen": photo})
+    assert len(lines) == 2 + 4 + 10  # header, rule, four Johnson nets, ten CIN styles
+    with torch.inference_mode():
+        share = blob_share(load_style_model("udnie", device="cpu")(photo).clamp(0, 1), photo)
+    assert f"| udnie | {100 * share:.2f} | {100 * share:.2f} |" in lines
