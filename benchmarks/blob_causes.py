@@ -32,6 +32,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -54,7 +55,7 @@ from nstcourse.style.models import (
 from nstcourse.style.recipes import JohnsonRecipe, train_style
 
 PARTS = ("size", "train")
-RUNS = ("base", "crop256", "style_half", "tv", "lr_half", "steps_x3")
+RUNS = ("shipped", "base", "crop256", "style_half", "tv", "lr_half", "steps_x3")
 SIZES = (128, 256, 512)  # the training crop, twice it, the size the nets are used at
 EVAL_SIDE = 512
 
@@ -63,7 +64,7 @@ def changed(recipe: JohnsonRecipe, run: str, steps: int) -> tuple[JohnsonRecipe,
     """The recipe and the step count of run ``run``: the base with one change."""
     weight = recipe.style_weight
     assert weight is not None, "the base recipe names its λ_s"
-    if run == "base":
+    if run in ("base", "shipped"):
         return recipe, steps
     if run == "crop256":  # 256-px crops of photos scaled to a 320-px short side
         return replace(recipe, crop=256, short_side=320), steps
@@ -77,6 +78,16 @@ def changed(recipe: JohnsonRecipe, run: str, steps: int) -> tuple[JohnsonRecipe,
     if run == "steps_x3":  # the base run continued (same recipe and seed: it resumes)
         return recipe, 3 * steps
     raise ValueError(f"unknown run {run!r}; known: {', '.join(RUNS)}")
+
+
+def same_recipe(stored: dict, base: JohnsonRecipe) -> int:
+    """The steps of a shipped net whose stored recipe is ``base`` in every other field (a
+    ValueError naming the first field that differs)."""
+    for field in dataclasses.fields(base):
+        ours, theirs = getattr(base, field.name), stored[field.name]
+        if field.name != "steps" and theirs != (list(ours) if isinstance(ours, tuple) else ours):
+            raise ValueError(f"the shipped net's {field.name} is {theirs!r}, the base's {ours!r}")
+    return int(stored["steps"])
 
 
 def mean_and_max(shares: list[float]) -> str:
@@ -129,9 +140,13 @@ def train_table(args, photos: dict[str, torch.Tensor]) -> list[str]:
     ]
     for run in args.runs:
         recipe, steps = changed(base, run, args.steps)
-        workdir = Path("runs/blob_causes") / ("base" if run == "steps_x3" else run)
-        out = workdir.parent / f"{run}.safetensors"
-        train_style("johnson", steps=steps, out=out, recipe=recipe, workdir=workdir)
+        if run == "shipped":  # the base recipe as the course trained it: no need to rerun it
+            out = checkpoint_path(args.style)
+            steps = same_recipe(checkpoint_info(out)["recipe"], base)
+        else:
+            workdir = Path("runs/blob_causes") / ("base" if run == "steps_x3" else run)
+            out = workdir.parent / f"{run}.safetensors"
+            train_style("johnson", steps=steps, out=out, recipe=recipe, workdir=workdir)
         net = load_style_checkpoint(out, device="cpu")
         shares, content, style = [], [], []
         for photo in photos.values():

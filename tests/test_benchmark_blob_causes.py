@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from nstcourse.checkpoints import checkpoint_info
 from nstcourse.data import load_sample
 from nstcourse.metrics import blob_share
-from nstcourse.style.models import load_style_model
+from nstcourse.style.models import JOHNSON_STYLES, checkpoint_path, load_style_model
 from nstcourse.style.recipes import JohnsonRecipe
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "blob_causes.py"
@@ -32,7 +33,7 @@ def test_each_run_changes_one_thing(causes) -> None:
     for run in causes.RUNS:
         recipe, steps = causes.changed(base, run, 500)
         moved = [name for name in fields if getattr(recipe, name) != getattr(base, name)]
-        if run == "base":
+        if run in ("base", "shipped"):
             assert moved == [] and steps == 500
         elif run == "steps_x3":
             assert moved == [] and steps == 1500
@@ -42,6 +43,15 @@ def test_each_run_changes_one_thing(causes) -> None:
             assert len(moved) == 1 and steps == 500, (run, moved)
     with pytest.raises(ValueError, match="unknown run 'bigger'"):
         causes.changed(base, "bigger", 500)
+
+
+def test_the_shipped_nets_are_the_base_recipe(causes) -> None:
+    for style, painting in JOHNSON_STYLES.items():
+        base = dataclasses.replace(JohnsonRecipe(), styles=(painting,), style_weight=1.0)
+        assert causes.same_recipe(checkpoint_info(checkpoint_path(style))["recipe"], base) == 500
+    stored = checkpoint_info(checkpoint_path("wreck"))["recipe"]  # base is wreck's now
+    with pytest.raises(ValueError, match="the shipped net's crop is 128, the base's 256"):
+        causes.same_recipe(stored, dataclasses.replace(base, crop=256))
 
 
 @pytest.mark.datapack
