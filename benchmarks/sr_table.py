@@ -25,10 +25,12 @@ the sharpness (``metrics.mean_gradient`` of the output over the HR image's; 1 = 
 steep as the truth), means over each set, with a verdict line per set: is the perceptual
 network's feature distance lower than bicubic's and SRResNet's?
 
-Run from the repository root (about 23 minutes on 2 CPU cores with all three sets)::
+Run from the repository root (23 to 60 minutes on 2 CPU cores with all three sets, most
+of it VDSR; ``--models`` scores only some)::
 
     export NSTCOURSE_DATA_DIR=../shared/data NSTCOURSE_WEIGHTS_DIR=../shared/data/weights
     python benchmarks/sr_table.py [--sets Set5 Set14 BSD100] [--threads 2]
+        [--models srresnet srgan perceptual]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -88,10 +91,13 @@ def median_seconds(fn, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def models_to_score() -> list[tuple[str, str, nn.Module, tuple[int, ...]]]:
-    """(label, package name, model, scales) for every shipped checkpoint and reference."""
+def models_to_score(
+    names: Sequence[str] = tuple(MODELS),
+) -> list[tuple[str, str, nn.Module, tuple[int, ...]]]:
+    """(label, package name, model, scales) for every shipped checkpoint of ``names`` and
+    every reference checkpoint fed as one of them."""
     found = []
-    for name in MODELS:
+    for name in names:
         for scale in MODELS[name].scales:
             path = checkpoint_path(name, scale)
             if not path.is_file():
@@ -103,7 +109,7 @@ def models_to_score() -> list[tuple[str, str, nn.Module, tuple[int, ...]]]:
                 continue  # one multi-scale file (vdsr) serves several scales
             found.append((label, name, load_pretrained(name, scale, device="cpu"), scales))
     for ref, (name, scales) in REFERENCE_USE.items():
-        if reference_path(ref).is_file():
+        if name in names and reference_path(ref).is_file():
             found.append((f"{ref} (reference)", name, load_reference(ref), scales))
     return found
 
@@ -112,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+        help="score only these (and the references fed as them); default: all",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sets = {name: load_sr_set(name) for name in args.sets}
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [header + " | ms per image (× bicubic) |", "|---" * (len(sets) + 3) + "|"]
     bicubic_rows: dict[int, list[str]] = {}
     perceptual: dict[tuple[str, int], dict[str, dict]] = {}  # (label, scale) -> set -> result
-    for label, name, model, scales in models_to_score():
+    for label, name, model, scales in models_to_score(args.models):
         for scale in scales:
             cells = []
             for set_name, images in sets.items():
