@@ -13,7 +13,8 @@ they are there at the training size, it is not the only one.
 
 Part ``train``: short Johnson runs for one style (``--style``, default udnie, the net
 with the most blobs), each from the shipped net's recipe (``JohnsonRecipe`` with
-``--steps``) with one change: the crop size, λ_s, a TV weight, the learning rate, or
+``--steps``) with one change: the crop size, λ_s, a TV weight, the learning rate, the
+output range (``wide_tanh``: white without a saturated tanh, ``TransformNet``), or
 more steps (resumed from the base run, so the same trajectory continued). Each is
 scored at 512 px by the blob share and by the content and style losses of the base
 recipe (weight 1 each) on the same photos. Runs go to ``runs/blob_causes/<name>`` and
@@ -24,7 +25,7 @@ Run from the repository root::
     export NSTCOURSE_DATA_DIR=../shared/data NSTCOURSE_WEIGHTS_DIR=../shared/data/weights
     python benchmarks/blob_causes.py --parts size
     OMP_NUM_THREADS=1 python benchmarks/blob_causes.py --parts train --threads 1 \
-        [--runs base crop256 style_half tv lr_half steps_x3] [--steps 500]
+        [--runs base crop256 style_half tv lr_half wide_tanh steps_x3] [--steps 500]
 
 (``steps_x3`` resumes the base run's work folder, so run it after ``base``.)
 """
@@ -55,7 +56,7 @@ from nstcourse.style.models import (
 from nstcourse.style.recipes import JohnsonRecipe, train_style
 
 PARTS = ("size", "train")
-RUNS = ("shipped", "base", "crop256", "style_half", "tv", "lr_half", "steps_x3")
+RUNS = ("shipped", "base", "crop256", "style_half", "tv", "lr_half", "wide_tanh", "steps_x3")
 SIZES = (128, 256, 512)  # the training crop, twice it, the size the nets are used at
 EVAL_SIDE = 512
 
@@ -75,6 +76,8 @@ def changed(recipe: JohnsonRecipe, run: str, steps: int) -> tuple[JohnsonRecipe,
         return replace(recipe, tv_weight=5e4), steps
     if run == "lr_half":
         return replace(recipe, lr=recipe.lr / 2), steps
+    if run == "wide_tanh":  # white without saturating tanh: lengstrom's 150·tanh + 255/2
+        return replace(recipe, output_range=300 / 255), steps
     if run == "steps_x3":  # the base run continued (same recipe and seed: it resumes)
         return recipe, 3 * steps
     raise ValueError(f"unknown run {run!r}; known: {', '.join(RUNS)}")
@@ -84,7 +87,8 @@ def same_recipe(stored: dict, base: JohnsonRecipe) -> int:
     """The steps of a shipped net whose stored recipe is ``base`` in every other field (a
     ValueError naming the first field that differs)."""
     for field in dataclasses.fields(base):
-        ours, theirs = getattr(base, field.name), stored[field.name]
+        ours = getattr(base, field.name)
+        theirs = stored.get(field.name, field.default)  # a field newer than the file: its default
         if field.name != "steps" and theirs != (list(ours) if isinstance(ours, tuple) else ours):
             raise ValueError(f"the shipped net's {field.name} is {theirs!r}, the base's {ours!r}")
     return int(stored["steps"])

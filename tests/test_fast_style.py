@@ -29,6 +29,22 @@ def test_output_has_input_size_and_range(upsample, size):
     assert y.min() >= 0.0 and y.max() <= 1.0
 
 
+def test_wide_output_range_reaches_past_white_in_training_only():
+    torch.manual_seed(0)
+    net = TransformNet(width=8, res_blocks=1, output_range=300 / 255)
+    with torch.no_grad():
+        net.conv_out.bias.fill_(3.0)  # tanh(3) = 0.995: past white at r = 300/255
+    x = torch.rand(1, 3, 16, 16)
+    assert net(x).max() > 1.05  # training: the loss sees the value and its gradient
+    assert net.eval()(x).max() == 1.0  # eval: clamped to [0, 1]
+    paper = TransformNet(width=8, res_blocks=1)
+    with torch.no_grad():
+        paper.conv_out.bias.fill_(3.0)
+    assert paper(x).max() < 1.0  # r = 1: white only where tanh saturates
+    with pytest.raises(ValueError, match="output_range=0.5"):
+        TransformNet(output_range=0.5)
+
+
 def test_multi_style_forward_and_errors():
     net = TransformNet(width=8, res_blocks=1, styles=3)
     x = torch.rand(2, 3, 20, 24)

@@ -134,17 +134,24 @@ class TransformNet(nn.Module):
     checkerboard); the output :math:`(\tanh(x) + 1) / 2` maps to [0, 1] where the
     paper's scaled tanh maps to [0, 255].
 
+    Output range r: :math:`y = 1/2 + (r/2) \tanh(x)` spans [(1 − r)/2, (1 + r)/2]. With
+    r = 1 (the paper's) pure white or black needs tanh to saturate, where its gradient
+    vanishes; with r > 1 (lengstrom's fast-style-transfer uses 150·tanh + 255/2, i.e.
+    r = 300/255) white is reached at a finite x. Values outside [0, 1] are kept in
+    training (the loss sees them) and clamped in eval mode.
+
     Args:
         width: channels of the first layer (the paper's 32).
         res_blocks: the paper's 5.
         norm: "instance" or "batch" (the paper's); ignored (conditional) when styles > 1.
         upsample: "nearest" (resize-convolution) or "transpose" (the paper's).
         styles: S; with S > 1 every norm is a ``ConditionalInstanceNorm2d`` (Dumoulin et al.).
+        output_range: r above, ≥ 1.
 
     ``forward(x, style=None)``: x (N, 3, H, W) in [0, 1], any H, W ≥ 8 (padded by
     reflection to multiples of 4 and cropped back); style: None for S = 1, else an index,
     S weights, or (N, S) weights (see ``nstcourse.style.cin.style_weights``). Returns
-    (N, 3, H, W) in [0, 1].
+    (N, 3, H, W) in [0, 1] (with r > 1 in training mode: in [(1 − r)/2, (1 + r)/2]).
     """
 
     def __init__(
@@ -155,6 +162,7 @@ class TransformNet(nn.Module):
         norm: str = "instance",
         upsample: str = "nearest",
         styles: int = 1,
+        output_range: float = 1.0,
     ):
         super().__init__()
         if norm not in NORMS:
@@ -166,6 +174,9 @@ class TransformNet(nn.Module):
                 f"width={width}, res_blocks={res_blocks}, styles={styles}: width and styles "
                 "must be positive, res_blocks at least 0"
             )
+        if not output_range >= 1:
+            raise ValueError(f"output_range={output_range}: use 1 (the paper's) or more")
+        self.output_range = output_range
         w, kw = width, dict[str, Any](norm=norm, styles=styles)
         self.conv1 = ConvLayer(3, w, kernel=9, stride=1, **kw)
         self.conv2 = ConvLayer(w, 2 * w, kernel=3, stride=2, **kw)
@@ -197,8 +208,9 @@ class TransformNet(nn.Module):
         for block in self.res:
             y = block(y, weights)
         y = self.up2(self.up1(y, weights), weights)  # (N, width, H, W)
-        y = self.conv_out(self.pad_out(y))
-        return ((torch.tanh(y) + 1) / 2)[..., :h, :w]
+        y = self.conv_out(self.pad_out(y))[..., :h, :w]
+        y = 0.5 + self.output_range / 2 * torch.tanh(y)
+        return y if self.training or self.output_range == 1 else y.clamp(0, 1)
 
     def _weights(self, style, x: torch.Tensor) -> torch.Tensor | None:
         styles = self.styles

@@ -99,6 +99,7 @@ class JohnsonRecipe:
     width: int = 32  # paper: 32, 64, 128 channels
     res_blocks: int = 5  # paper: 5
     upsample: str = "nearest"  # paper: transposed convs ("transpose"), with checkerboards
+    output_range: float = 1.0  # TransformNet: y = 1/2 + (r/2)·tanh; paper: 1 ([0, 255])
     batch_size: int = 4  # paper: 4
     lr: float = 1e-3  # paper: Adam 1e-3
     content_layers: tuple[str, ...] = ("relu2_2",)  # paper: relu2_2 of VGG-16 (figures)
@@ -292,7 +293,11 @@ def _build_transform(recipe: JohnsonRecipe, seed: int, device) -> Run:
         tv_weight=recipe.tv_weight,
     )
     kwargs = dict[str, Any](
-        width=recipe.width, res_blocks=recipe.res_blocks, upsample=recipe.upsample, styles=count
+        width=recipe.width,
+        res_blocks=recipe.res_blocks,
+        upsample=recipe.upsample,
+        styles=count,
+        output_range=recipe.output_range,
     )
     net = TransformNet(**kwargs)
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
