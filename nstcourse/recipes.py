@@ -25,7 +25,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +223,8 @@ def check_workdir(workdir: Path, name: str, recipe, seed: int) -> int:
     checkpoint (0: none).
 
     An old folder must hold the same recipe and seed in ``recipe.json`` (``steps`` may
-    differ), and a readable checkpoint and training time. A checkpoint without
+    differ; a field the folder predates counts as its default, what the code did before
+    the field existed), and a readable checkpoint and training time. A checkpoint without
     ``recipe.json`` is refused: nothing says which recipe it continues, and resuming it
     with another would fail or, worse, mix two recipes. Raises ``WorkdirError``.
     """
@@ -239,6 +240,8 @@ def check_workdir(workdir: Path, name: str, recipe, seed: int) -> int:
             )
         return step
     wanted = recipe_record(name, recipe, seed)
+    defaults = {f.name: f.default for f in fields(recipe) if f.default is not MISSING}
+    found = {**found, "recipe": {**jsonable(defaults), **found["recipe"]}}
     if found != wanted:
         changed = sorted(
             key

@@ -204,6 +204,16 @@ def test_a_changed_recipe_is_still_refused(tmp_path) -> None:
     assert check_workdir(workdir, "espcn", TINY, 0) == 2
 
 
+def test_a_recipe_field_newer_than_the_folder_counts_as_its_default(tmp_path) -> None:
+    workdir = espcn_workdir(tmp_path / "w")
+    record = json.loads((workdir / RECIPE_FILE).read_text())
+    del record["recipe"]["lr_decay"]  # as if the folder predated the field
+    (workdir / RECIPE_FILE).write_text(json.dumps(record))
+    assert check_workdir(workdir, "espcn", TINY, 0) == 2
+    with pytest.raises(WorkdirError, match=r"differs in lr_decay"):
+        check_workdir(workdir, "espcn", replace(TINY, lr_decay=0.5), 0)
+
+
 # --- damaged files ------------------------------------------------------------------------------
 
 
