@@ -29,8 +29,10 @@ laid out below by `python checkpoints/make_readme.py`.
   a GPU affords). Metrics: Set5, the papers' protocol (MATLAB-bicubic degradation,
   PSNR/SSIM on Y, an s-pixel shave), bicubic beside. The perceptual nets (Johnson et al.'s
   feature-loss SR) were started as `--steps 6000` and changed at step 2,029 (×4, to 12,000)
-  and 2,032 (×8, to 4,000); their learning rate is constant, so a run's first steps are
-  the same whatever its length (`docs/experiments.md`).
+  and 2,032 (×8, to 4,000); the ×4 run was extended again at step 12,300 (to 20,000) and
+  at 20,000 (to 30,000), its first 12,000 steps on one thread beside another job and most
+  of the rest on two. Their learning rate is constant, so a run's first steps are the same
+  whatever its length (`docs/experiments.md`).
 - Feed-forward style: `nstcourse train-style`, recipes in `nstcourse/style/recipes.py`;
   `bash checkpoints/train_style.sh` retrains them all. Metrics: the training losses
   (weighted terms, mean of the last 100 steps) and the time to stylise one 512×512 image,

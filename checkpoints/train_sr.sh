@@ -29,7 +29,7 @@ train vdsr --scale 2,3,4 --steps $((44000 * s)) --batch-size 16 --lr 1e-3 \
 train srresnet --scale 4 --steps $((50000 * s)) --lr 5e-4 --lr-decay-every $((37500 * s)) \
   --precision auto -o checkpoints/srresnet_x4.safetensors
 train srgan --scale 4 --steps $((1500 * s)) -o checkpoints/srgan_x4.safetensors
-train perceptual --scale 4 --steps $((12000 * s)) --precision auto \
+train perceptual --scale 4 --steps $((30000 * s)) --precision auto \
   -o checkpoints/perceptual_x4.safetensors
 train perceptual --scale 8 --steps $((4000 * s)) --precision auto \
   -o checkpoints/perceptual_x8.safetensors
