@@ -17,7 +17,7 @@ with the most blobs), each from the shipped net's recipe (``JohnsonRecipe`` with
 output range (``wide_tanh``: white without a saturated tanh, ``TransformNet``), or
 more steps (resumed from the base run, so the same trajectory continued). Each is
 scored at 512 px by the blob share and by the content and style losses of the base
-recipe (weight 1 each) on the same photos. Runs go to ``runs/blob_causes/<name>`` and
+recipe (weight 1 each) on the same photos. Runs go to ``runs/blob_causes/<style>/<name>`` and
 resume.
 
 Run from the repository root::
@@ -148,7 +148,7 @@ def train_table(args, photos: dict[str, torch.Tensor]) -> list[str]:
             out = checkpoint_path(args.style)
             steps = same_recipe(checkpoint_info(out)["recipe"], base)
         else:
-            workdir = Path("runs/blob_causes") / ("base" if run == "steps_x3" else run)
+            workdir = Path("runs/blob_causes", args.style, "base" if run == "steps_x3" else run)
             out = workdir.parent / f"{run}.safetensors"
             train_style("johnson", steps=steps, out=out, recipe=recipe, workdir=workdir)
         net = load_style_checkpoint(out, device="cpu")
