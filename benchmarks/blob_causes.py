@@ -45,6 +45,7 @@ from nstcourse.conventions import weights_for
 from nstcourse.data import list_samples, load_sample, load_style_images
 from nstcourse.features import VGGFeatures
 from nstcourse.metrics import blob_share
+from nstcourse.recipes import jsonable, with_defaults
 from nstcourse.style.fast_style import PerceptualLoss
 from nstcourse.style.models import (
     JOHNSON_STYLES,
@@ -86,11 +87,10 @@ def changed(recipe: JohnsonRecipe, run: str, steps: int) -> tuple[JohnsonRecipe,
 def same_recipe(stored: dict, base: JohnsonRecipe) -> int:
     """The steps of a shipped net whose stored recipe is ``base`` in every other field (a
     ValueError naming the first field that differs)."""
-    for field in dataclasses.fields(base):
-        ours = getattr(base, field.name)
-        theirs = stored.get(field.name, field.default)  # a field newer than the file: its default
-        if field.name != "steps" and theirs != (list(ours) if isinstance(ours, tuple) else ours):
-            raise ValueError(f"the shipped net's {field.name} is {theirs!r}, the base's {ours!r}")
+    theirs = with_defaults(stored, base)
+    for name, ours in jsonable(dataclasses.asdict(base)).items():
+        if name != "steps" and theirs[name] != ours:
+            raise ValueError(f"the shipped net's {name} is {theirs[name]!r}, the base's {ours!r}")
     return int(stored["steps"])
 
 

@@ -240,8 +240,7 @@ def check_workdir(workdir: Path, name: str, recipe, seed: int) -> int:
             )
         return step
     wanted = recipe_record(name, recipe, seed)
-    defaults = {f.name: f.default for f in fields(recipe) if f.default is not MISSING}
-    found = {**found, "recipe": {**jsonable(defaults), **found["recipe"]}}
+    found = {**found, "recipe": with_defaults(found["recipe"], recipe)}
     if found != wanted:
         changed = sorted(
             key
@@ -294,6 +293,13 @@ def checkpoint_step(workdir: Path) -> int:
     if not (workdir / STATE_FILE).is_file():
         return 0
     return read_state(workdir)["step"]
+
+
+def with_defaults(stored: Mapping[str, Any], recipe: Any) -> dict[str, Any]:
+    """A stored recipe (JSON) with each field of ``recipe``'s dataclass that it lacks set to
+    that field's default: what the code did before the field existed."""
+    defaults = {f.name: f.default for f in fields(recipe) if f.default is not MISSING}
+    return {**jsonable(defaults), **stored}
 
 
 def jsonable(value):
