@@ -12,12 +12,15 @@ cause (instance norm sees statistics of a larger, flatter area than in training)
 they are there at the training size, it is not the only one.
 
 Part ``train``: short Johnson runs for one style (``--style``, default udnie, the net
-with the most blobs), each from the shipped net's recipe (``JohnsonRecipe`` with
-``--steps``) with one change: the crop size, λ_s, a TV weight, the learning rate, the
+with the most blobs), each from the recipe the course shipped before the blobs were
+found (``JohnsonRecipe`` with Adam at 1e-3, ``BEFORE_FIX``, and ``--steps``) with one
+change: the crop size, λ_s, a TV weight, the learning rate, the
 output range (``wide_tanh``: white without a saturated tanh, ``TransformNet``), or
 more steps (resumed from the base run, so the same trajectory continued). Each is
 scored at 512 px by the blob share and by the content and style losses of the base
-recipe (weight 1 each) on the same photos. Runs go to ``runs/blob_causes/<style>/<name>`` and
+recipe (weight 1 each) on the same photos. ``lr_half`` is today's ``JohnsonRecipe``:
+the fix these runs found. ``shipped`` scores the shipped net (today's recipe, more
+steps) without training. Runs go to ``runs/blob_causes/<style>/<name>`` and
 resume.
 
 Run from the repository root::
@@ -57,16 +60,18 @@ from nstcourse.style.models import (
 from nstcourse.style.recipes import JohnsonRecipe, train_style
 
 PARTS = ("size", "train")
-RUNS = ("shipped", "base", "crop256", "style_half", "tv", "lr_half", "wide_tanh", "steps_x3")
+TRAINED = ("base", "crop256", "style_half", "tv", "lr_half", "wide_tanh", "steps_x3")
+RUNS = ("shipped", *TRAINED)
 SIZES = (128, 256, 512)  # the training crop, twice it, the size the nets are used at
 EVAL_SIDE = 512
+BEFORE_FIX = replace(JohnsonRecipe(), lr=1e-3)  # the shipped nets' recipe until issue 21
 
 
 def changed(recipe: JohnsonRecipe, run: str, steps: int) -> tuple[JohnsonRecipe, int]:
     """The recipe and the step count of run ``run``: the base with one change."""
     weight = recipe.style_weight
     assert weight is not None, "the base recipe names its λ_s"
-    if run in ("base", "shipped"):
+    if run == "base":
         return recipe, steps
     if run == "crop256":  # 256-px crops of photos scaled to a 320-px short side
         return replace(recipe, crop=256, short_side=320), steps
@@ -81,7 +86,7 @@ def changed(recipe: JohnsonRecipe, run: str, steps: int) -> tuple[JohnsonRecipe,
         return replace(recipe, output_range=300 / 255), steps
     if run == "steps_x3":  # the base run continued (same recipe and seed: it resumes)
         return recipe, 3 * steps
-    raise ValueError(f"unknown run {run!r}; known: {', '.join(RUNS)}")
+    raise ValueError(f"unknown run {run!r}; known: {', '.join(TRAINED)}")
 
 
 def same_recipe(stored: dict, base: JohnsonRecipe) -> int:
@@ -125,7 +130,7 @@ def size_table(photos: dict[str, torch.Tensor]) -> list[str]:
 def train_table(args, photos: dict[str, torch.Tensor]) -> list[str]:
     """Part ``train``: one short run per change, scored on the photos at 512 px."""
     painting = JOHNSON_STYLES[args.style]
-    base = replace(JohnsonRecipe(), styles=(painting,), max_images=args.max_images)
+    base = replace(BEFORE_FIX, styles=(painting,), max_images=args.max_images)
     vgg = VGGFeatures(list(dict.fromkeys(base.content_layers + base.style_layers)), device="cpu")
     style_weight = weights_for(vgg.weights_info.convention).feed_forward_style_weight
     base = replace(base, style_weight=style_weight)  # the value None resolves to, named
@@ -143,11 +148,11 @@ def train_table(args, photos: dict[str, torch.Tensor]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for run in args.runs:
-        recipe, steps = changed(base, run, args.steps)
-        if run == "shipped":  # the base recipe as the course trained it: no need to rerun it
+        if run == "shipped":  # today's recipe as the course trained it: no need to rerun it
             out = checkpoint_path(args.style)
-            steps = same_recipe(checkpoint_info(out)["recipe"], base)
+            steps = same_recipe(checkpoint_info(out)["recipe"], replace(base, lr=JohnsonRecipe.lr))
         else:
+            recipe, steps = changed(base, run, args.steps)
             workdir = Path("runs/blob_causes", args.style, "base" if run == "steps_x3" else run)
             out = workdir.parent / f"{run}.safetensors"
             train_style("johnson", steps=steps, out=out, recipe=recipe, workdir=workdir)

@@ -40,7 +40,11 @@ laid out below by `python checkpoints/make_readme.py`.
   a rough figure; `benchmarks/fast_style_speed.py` measures speed in one quiet run).
   `adain.safetensors` also carries the VGG-19 layers it was trained behind (`conv1_1` …
   `conv3_1` of the Caffe-convention file named, with its sha256, in its `vgg` metadata),
-  so it gives the same pictures whichever VGG-19 is installed.
+  so it gives the same pictures whichever VGG-19 is installed. The Johnson and CIN nets
+  were trained with Adam at 5e-4, half the paper's rate: at 1e-3 they painted white blobs
+  on bright, flat areas (`benchmarks/blob_causes.py`, `docs/experiments.md`). The first
+  500 steps of the wave, scream and udnie runs are that script's `lr_half` runs (the same
+  recipe and seed), whose work folders the command shown continued to 1,000 steps.
 - Unpaired translation: `nstcourse train-cyclegan`, recipe in
   `nstcourse/translate/recipes.py`; `bash checkpoints/train_cyclegan.sh` retrains it.
   Metrics: on the held-out test photos at the training scale, the share of translated
@@ -95,8 +99,9 @@ def describe_style(path: Path) -> tuple[str, str]:
     row = (
         f"| `{path.name}` | {info['model']} ({info['class']}) | {styles} | "
         f"`{recipe['command']}` | {recipe['data']} ({images} images), {recipe['crop']} px crops "
-        f"| {recipe['steps']} × batch {recipe['batch_size']} | {recipe['seed']} | "
-        f"{recipe['device']}, torch {recipe['torch']} | {recipe['wall_time_s'] / 60:.1f} min |"
+        f"| {recipe['steps']} × batch {recipe['batch_size']}, Adam {recipe['lr']:g} | "
+        f"{recipe['seed']} | {recipe['device']}, torch {recipe['torch']} | "
+        f"{recipe['wall_time_s'] / 60:.1f} min |"
     )
     train = info["metrics"]["train"]
     terms = ", ".join(
@@ -172,7 +177,8 @@ def main() -> None:
             "",
             "## Feed-forward style recipes",
             "",
-            "| file | model | styles | command | data | steps | seed | hardware | wall time |",
+            "| file | model | styles | command | data | steps, optimiser | seed | hardware "
+            "| wall time |",
             "|---|---|---|---|---|---|---|---|---|",
             *style_rows,
             "",

@@ -17,7 +17,7 @@ for style in wave scream udnie wreck; do
     scream) image=images/style/engstrom_training/the_scream.jpg ;;
     *) image=images/style/engstrom_training/$style.jpg ;;
   esac
-  train johnson --style "$image" --steps $((500 * s)) --workdir "runs/johnson_$style" \
+  train johnson --style "$image" --steps $((1000 * s)) --workdir "runs/johnson_$style" \
     -o "checkpoints/johnson_$style.safetensors"
 done
 train cin --steps $((1200 * s)) --workdir runs/cin -o checkpoints/cin.safetensors

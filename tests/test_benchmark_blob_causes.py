@@ -28,12 +28,12 @@ def causes():
 
 
 def test_each_run_changes_one_thing(causes) -> None:
-    base = dataclasses.replace(JohnsonRecipe(), style_weight=1.0)
+    base = dataclasses.replace(causes.BEFORE_FIX, style_weight=1.0)
     fields = [f.name for f in dataclasses.fields(JohnsonRecipe)]
-    for run in causes.RUNS:
+    for run in causes.TRAINED:
         recipe, steps = causes.changed(base, run, 500)
         moved = [name for name in fields if getattr(recipe, name) != getattr(base, name)]
-        if run in ("base", "shipped"):
+        if run == "base":
             assert moved == [] and steps == 500
         elif run == "steps_x3":
             assert moved == [] and steps == 1500
@@ -41,17 +41,24 @@ def test_each_run_changes_one_thing(causes) -> None:
             assert moved == ["short_side", "crop"]
         else:
             assert len(moved) == 1 and steps == 500, (run, moved)
-    with pytest.raises(ValueError, match="unknown run 'bigger'"):
-        causes.changed(base, "bigger", 500)
+    with pytest.raises(ValueError, match="unknown run 'shipped'"):  # scored, not trained
+        causes.changed(base, "shipped", 500)
 
 
-def test_the_shipped_nets_are_the_base_recipe(causes) -> None:
+def test_the_fix_is_todays_recipe(causes) -> None:
+    """lr_half is the recipe the course ships now: the runs found the fix."""
+    named = dataclasses.replace(causes.BEFORE_FIX, style_weight=1.0)
+    recipe, _ = causes.changed(named, "lr_half", 500)
+    assert recipe == dataclasses.replace(JohnsonRecipe(), style_weight=1.0) != named
+
+
+def test_the_shipped_nets_are_todays_recipe(causes) -> None:
     for style, painting in JOHNSON_STYLES.items():
         base = dataclasses.replace(JohnsonRecipe(), styles=(painting,), style_weight=1.0)
-        assert causes.same_recipe(checkpoint_info(checkpoint_path(style))["recipe"], base) == 500
+        assert causes.same_recipe(checkpoint_info(checkpoint_path(style))["recipe"], base) == 1000
     stored = checkpoint_info(checkpoint_path("wreck"))["recipe"]  # base is wreck's now
-    with pytest.raises(ValueError, match="the shipped net's crop is 128, the base's 256"):
-        causes.same_recipe(stored, dataclasses.replace(base, crop=256))
+    with pytest.raises(ValueError, match="the shipped net's lr is 0.0005, the base's 0.001"):
+        causes.same_recipe(stored, dataclasses.replace(base, lr=causes.BEFORE_FIX.lr))
 
 
 @pytest.mark.datapack
