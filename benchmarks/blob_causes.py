@@ -14,9 +14,9 @@ they are there at the training size, it is not the only one.
 Part ``train``: short Johnson runs for one style (``--style``, default udnie, the net
 with the most blobs), each from the recipe the course shipped before the blobs were
 found (``JohnsonRecipe`` with Adam at 1e-3, ``BEFORE_FIX``, and ``--steps``) with one
-change: the crop size, λ_s, a TV weight, the learning rate, the
-output range (``wide_tanh``: white without a saturated tanh, ``TransformNet``), or
-more steps (resumed from the base run, so the same trajectory continued). Each is
+change: the crop size, λ_s, a TV weight, the learning rate, the output range
+(``wide_tanh``: white without a saturated tanh, ``TransformNet``), or more steps
+(resumed from the base run, so the same trajectory continued). Each is
 scored at 512 px by the blob share and by the content and style losses of the base
 recipe (weight 1 each) on the same photos. ``lr_half`` is today's ``JohnsonRecipe``:
 the fix these runs found. ``shipped`` scores the shipped net (today's recipe, more
