@@ -183,6 +183,21 @@ NEAR_WHITE = 235 / 255  # every channel at least this: "near-white" (dark: at mo
 MIN_BLOB_AREA = 0.002  # a blob covers at least 0.2 % of the image
 
 
+def near_white(
+    image: torch.Tensor, *, dark: bool = False, level: float = NEAR_WHITE
+) -> torch.Tensor:
+    """Which pixels are near-white: all three channels ≥ ``level`` (``dark=True``:
+    near-black, all ≤ 1 − ``level``).
+
+    Args:
+        image: (1, 3, H, W) or (3, H, W) in [0, 1].
+    Returns:
+        an (H, W) bool tensor on the CPU.
+    """
+    x = image.detach().float().reshape(3, *image.shape[-2:]).cpu()
+    return x.max(0).values <= 1 - level if dark else x.min(0).values >= level
+
+
 def blob_share(
     image: torch.Tensor,
     photo: torch.Tensor,
@@ -193,12 +208,12 @@ def blob_share(
 ) -> float:
     """The share of ``image`` covered by saturated blobs that ``photo`` does not have.
 
-    A pixel is near-white when all three channels are ≥ ``level`` (``dark=True``:
-    near-black, all ≤ 1 − ``level``). A blob is an 8-connected region of pixels that are
-    near-white in ``image`` where ``photo`` is not, kept if it covers at least
-    ``min_area`` of the image (smaller specks are highlights and noise). Returns the kept
-    blobs' total area over H·W, in [0, 1]: 0 for a stylised image whose near-white areas
-    all come from the photo (a white wall stays white, a grey sky does not turn white).
+    A pixel is near-white as ``near_white`` says (``dark=True``: near-black). A blob is
+    an 8-connected region of pixels that are near-white in ``image`` where ``photo`` is
+    not, kept if it covers at least ``min_area`` of the image (smaller specks are
+    highlights and noise). Returns the kept blobs' total area over H·W, in [0, 1]: 0 for a
+    stylised image whose near-white areas all come from the photo (a white wall stays
+    white, a grey sky does not turn white).
 
     Args:
         image: a stylised photo, (1, 3, H, W) or (3, H, W) in [0, 1].
@@ -217,12 +232,8 @@ def blob_share(
     if not 0.5 < level <= 1 or not 0 <= min_area < 1:
         raise ValueError(f"level={level} must be in (0.5, 1], min_area={min_area} in [0, 1)")
 
-    def saturated(x: torch.Tensor) -> np.ndarray:
-        x = x.detach().float().reshape(3, *x.shape[-2:]).cpu()
-        hit = x.max(0).values <= 1 - level if dark else x.min(0).values >= level
-        return hit.numpy()
-
-    mask = saturated(image) & ~saturated(photo)
+    new = near_white(image, dark=dark, level=level) & ~near_white(photo, dark=dark, level=level)
+    mask = new.numpy()
     regions = label(mask, connectivity=2)
     areas = np.bincount(regions.ravel())[1:]  # label 0 is the background
     total = mask.size

@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from nstcourse.colour import y_channel
-from nstcourse.metrics import blob_share, psnr, ssim
+from nstcourse.metrics import blob_share, near_white, psnr, ssim
 
 
 def _pair(height: int = 24, width: int = 20, n: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,3 +185,13 @@ def test_blob_share_dark_holes_and_bad_input() -> None:
         blob_share(torch.cat([out, out]), torch.cat([photo, photo]))
     with pytest.raises(ValueError, match="level"):
         blob_share(out, photo, level=0.4)
+
+
+def test_near_white_needs_every_channel_past_the_level() -> None:
+    image = torch.full((1, 3, 2, 2), 0.5)
+    image[0, :, 0, 0] = 1.0  # white
+    image[0, :, 0, 1] = torch.tensor([1.0, 1.0, 0.5])  # yellow: one channel short
+    image[0, :, 1, 0] = 0.0  # black
+    assert near_white(image).tolist() == [[True, False], [False, False]]
+    assert near_white(image, dark=True).tolist() == [[False, False], [True, False]]
+    assert near_white(image[0], level=0.5).tolist() == [[True, True], [False, True]]
