@@ -48,8 +48,10 @@ both see the same load:
    each of its styles, AdaIN with the four Johnson paintings as styles) and lengstrom's
    four nets, on the ``--blob-photos`` first content photos of the catalog (all 13 by
    default: none of them is a training photo) at ``--compare-size`` px: the mean and
-   largest white-blob share, and the mean share of dark holes (near-black where the
-   photo is not), in percent.
+   largest white-blob share, the mean share of dark holes (near-black where the photo is
+   not) and of clipped blobs (``kind="clipped"``: two or more colour channels at an end
+   of their range where the photo's are not, whatever the colour; white and black
+   included), in percent.
 
 Run from the repository root (on 2 quiet cores a few minutes; most of it is Gatys and
 1024 px eager)::
@@ -81,7 +83,7 @@ from nstcourse.data import list_samples, load_sample, load_style_images
 from nstcourse.features import RandomLayersWarning, VGGFeatures
 from nstcourse.images import save_image
 from nstcourse.inference import prepare_for_inference
-from nstcourse.metrics import blob_share
+from nstcourse.metrics import BLOB_KINDS, blob_share
 from nstcourse.style.fast_style import PerceptualLoss
 from nstcourse.style.gatys import CONTENT_LAYERS, STYLE_LAYERS, stylize
 from nstcourse.style.models import (
@@ -266,22 +268,26 @@ def shipped_and_reference_nets(size: int) -> dict[tuple[str, str], Call]:
 
 
 def blob_table(args) -> list[str]:
-    """Part 4: white blobs and dark holes of every net on the content photos."""
+    """Part 4: white blobs, dark holes and clipped blobs of every net on the content photos."""
     names = list_samples("content")[: args.blob_photos]
     photos = [load_sample(name, long_side=args.compare_size) for name in names]
     lines = [
         f"{len(photos)} photos ({', '.join(names)}) at {args.compare_size} px",
-        "| net | style | white blobs: mean % | largest % | dark holes: mean % |",
-        "|---|---|---|---|---|",
+        "| net | style | white blobs: mean % | largest % | dark holes: mean % "
+        "| clipped blobs: mean % | largest % |",
+        "|---|---|---|---|---|---|---|",
     ]
     for (net, style), call in shipped_and_reference_nets(args.compare_size).items():
         with torch.inference_mode():
             outputs = [call(photo).clamp(0, 1) for photo in photos]
-        white = [blob_share(y, x) for y, x in zip(outputs, photos, strict=True)]
-        dark = [blob_share(y, x, dark=True) for y, x in zip(outputs, photos, strict=True)]
+        white, dark, clipped = (
+            [blob_share(y, x, kind=kind) for y, x in zip(outputs, photos, strict=True)]
+            for kind in BLOB_KINDS
+        )
         lines.append(
             f"| {net} | {style} | {100 * statistics.mean(white):.2f} | {100 * max(white):.2f} "
-            f"| {100 * statistics.mean(dark):.2f} |"
+            f"| {100 * statistics.mean(dark):.2f} | {100 * statistics.mean(clipped):.2f} "
+            f"| {100 * max(clipped):.2f} |"
         )
         print("  " + lines[-1], flush=True)
     return lines

@@ -40,11 +40,15 @@ laid out below by `python checkpoints/make_readme.py`.
   a rough figure; `benchmarks/fast_style_speed.py` measures speed in one quiet run).
   `adain.safetensors` also carries the VGG-19 layers it was trained behind (`conv1_1` …
   `conv3_1` of the Caffe-convention file named, with its sha256, in its `vgg` metadata),
-  so it gives the same pictures whichever VGG-19 is installed. The Johnson and CIN nets
-  were trained with Adam at 5e-4, half the paper's rate: at 1e-3 they painted white blobs
-  on bright, flat areas (`benchmarks/blob_causes.py`, `docs/experiments.md`). The first
-  500 steps of the wave, scream and udnie runs are that script's `lr_half` runs (the same
-  recipe and seed), whose work folders the command shown continued to 1,000 steps.
+  so it gives the same pictures whichever VGG-19 is installed. The Johnson nets were
+  trained with Adam at 5e-4, half the paper's rate: at 1e-3 they painted white blobs on
+  bright, flat areas (`benchmarks/blob_causes.py`, `docs/experiments.md`). The first 500
+  steps of the wave, scream and udnie runs are that script's `lr_half` runs (the same
+  recipe and seed), whose work folders the command shown continued to 1,000 steps. The
+  CIN net was trained at 1.25e-4, a quarter of that: at 5e-4 it painted flat patches of
+  clipped colour (green, red, black). Its first 1,200 steps are `blob_causes.py --style
+  cin`'s `lr_quarter` run, continued to 2,400 by the command shown; the wall time counts
+  both.
 - Unpaired translation: `nstcourse train-cyclegan`, recipe in
   `nstcourse/translate/recipes.py`; `bash checkpoints/train_cyclegan.sh` retrains it.
   Metrics: on the held-out test photos at the training scale, the share of translated

@@ -20,5 +20,5 @@ for style in wave scream udnie wreck; do
   train johnson --style "$image" --steps $((1000 * s)) --workdir "runs/johnson_$style" \
     -o "checkpoints/johnson_$style.safetensors"
 done
-train cin --steps $((1200 * s)) --workdir runs/cin -o checkpoints/cin.safetensors
+train cin --steps $((2400 * s)) --workdir runs/cin -o checkpoints/cin.safetensors
 train adain --steps $((600 * s)) --workdir runs/adain -o checkpoints/adain.safetensors

@@ -1,5 +1,5 @@
 """Image quality metrics: the SR papers' PSNR and SSIM, on Y, with a border shave, and
-``blob_share``, the saturated blobs a feed-forward style network paints (04, 09), and
+``blob_share``, the saturated blobs a feed-forward style network paints (04, 09, 10), and
 ``mean_gradient``, a sharpness score (08).
 
 The papers score an upscaled image against the HR ground truth on the luminance Y of
@@ -179,15 +179,24 @@ def ssim(
     return _per_image(per_channel.mean(dim=1))
 
 
-NEAR_WHITE = 235 / 255  # every channel at least this: "near-white" (dark: at most 1 − it)
+NEAR_WHITE = 235 / 255  # a channel at least this is at the top of its range; at most 1 − it: bottom
 MIN_BLOB_AREA = 0.002  # a blob covers at least 0.2 % of the image
+BLOB_KINDS = ("white", "dark", "clipped")
 
 
-def near_white(
-    image: torch.Tensor, *, dark: bool = False, level: float = NEAR_WHITE
+def saturated(
+    image: torch.Tensor, kind: str = "white", *, level: float = NEAR_WHITE
 ) -> torch.Tensor:
-    """Which pixels are near-white: all three channels ≥ ``level`` (``dark=True``:
-    near-black, all ≤ 1 − ``level``).
+    """Which pixels sit at the edge of the colour range, as ``kind`` says.
+
+    A channel value c is *high* if c ≥ ``level`` and *low* if c ≤ 1 − ``level``.
+
+    - "white": all three channels high (near-white);
+    - "dark": all three low (near-black);
+    - "clipped": at least two of the three channels high or low, in any mix: white, black,
+      and also saturated colours such as red (1, 0, 0), yellow (1, 1, 0) or a dark green
+      (0.01, 0.15, 0): the pixels a network gets when its output runs into the ends of
+      its range, whatever the colour.
 
     Args:
         image: (1, 3, H, W) or (3, H, W) in [0, 1].
@@ -195,31 +204,39 @@ def near_white(
         an (H, W) bool tensor on the CPU.
     """
     x = image.detach().float().reshape(3, *image.shape[-2:]).cpu()
-    return x.max(0).values <= 1 - level if dark else x.min(0).values >= level
+    high, low = x >= level, x <= 1 - level
+    if kind == "white":
+        return high.all(0)
+    if kind == "dark":
+        return low.all(0)
+    if kind == "clipped":
+        return (high | low).sum(0) >= 2
+    raise ValueError(f"kind={kind!r}; use one of {BLOB_KINDS}")
 
 
 def blob_share(
     image: torch.Tensor,
     photo: torch.Tensor,
     *,
-    dark: bool = False,
+    kind: str = "white",
     level: float = NEAR_WHITE,
     min_area: float = MIN_BLOB_AREA,
 ) -> float:
     """The share of ``image`` covered by saturated blobs that ``photo`` does not have.
 
-    A pixel is near-white as ``near_white`` says (``dark=True``: near-black). A blob is
-    an 8-connected region of pixels that are near-white in ``image`` where ``photo`` is
-    not, kept if it covers at least ``min_area`` of the image (smaller specks are
-    highlights and noise). Returns the kept blobs' total area over H·W, in [0, 1]: 0 for a
-    stylised image whose near-white areas all come from the photo (a white wall stays
+    A pixel is saturated as ``saturated(…, kind)`` says: near-white ("white"), near-black
+    ("dark": holes) or clipped in at least two channels ("clipped": blobs of any colour).
+    A blob is an 8-connected region of pixels that are saturated in ``image`` where
+    ``photo`` is not, kept if it covers at least ``min_area`` of the image (smaller specks
+    are highlights and noise). Returns the kept blobs' total area over H·W, in [0, 1]: 0
+    for a stylised image whose saturated areas all come from the photo (a white wall stays
     white, a grey sky does not turn white).
 
     Args:
         image: a stylised photo, (1, 3, H, W) or (3, H, W) in [0, 1].
         photo: the photo it was made from, the same shape.
-        dark: measure near-black holes instead of near-white blobs.
-        level: the near-white threshold in (0.5, 1].
+        kind: "white", "dark" or "clipped".
+        level: the threshold of ``saturated``, in (0.5, 1].
         min_area: the smallest blob counted, as a share of the image, in [0, 1).
     """
     if image.shape != photo.shape or image.dim() not in (3, 4) or image.shape[-3] != 3:
@@ -232,7 +249,7 @@ def blob_share(
     if not 0.5 < level <= 1 or not 0 <= min_area < 1:
         raise ValueError(f"level={level} must be in (0.5, 1], min_area={min_area} in [0, 1)")
 
-    new = near_white(image, dark=dark, level=level) & ~near_white(photo, dark=dark, level=level)
+    new = saturated(image, kind, level=level) & ~saturated(photo, kind, level=level)
     mask = new.numpy()
     regions = label(mask, connectivity=2)
     areas = np.bincount(regions.ravel())[1:]  # label 0 is the background

@@ -14,7 +14,7 @@ from nstcourse.checkpoints import checkpoint_info
 from nstcourse.data import load_sample
 from nstcourse.metrics import blob_share
 from nstcourse.style.models import JOHNSON_STYLES, checkpoint_path, load_style_model
-from nstcourse.style.recipes import JohnsonRecipe
+from nstcourse.style.recipes import CINRecipe, JohnsonRecipe
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "blob_causes.py"
 
@@ -52,13 +52,28 @@ def test_the_fix_is_todays_recipe(causes) -> None:
     assert recipe == dataclasses.replace(JohnsonRecipe(), style_weight=1.0) != named
 
 
+def test_the_cin_fix_is_todays_cin_recipe_and_shipped(causes) -> None:
+    base = causes.base_recipe("cin", None, 1.0)
+    assert base == dataclasses.replace(CINRecipe(), lr=5e-4) and len(base.styles) == 10
+    assert causes.changed(base, "lr_half", 1200)[0].lr == 2.5e-4
+    assert causes.changed(base, "lr_quarter", 1200)[0] == CINRecipe() != base
+    stored = checkpoint_info(checkpoint_path("cin"))["recipe"]
+    causes.same_recipe(stored, dataclasses.replace(base, style_weight=1.0))
+    assert (stored["lr"], stored["steps"]) == (CINRecipe.lr, 2400)
+    johnson = causes.base_recipe("wave", 2, 1.0)
+    assert johnson.styles == (JOHNSON_STYLES["wave"],) and johnson.lr == 1e-3
+    assert (johnson.max_images, johnson.style_weight) == (2, 1.0)
+
+
 def test_the_shipped_nets_are_todays_recipe(causes) -> None:
     for style, painting in JOHNSON_STYLES.items():
+        stored = checkpoint_info(checkpoint_path(style))["recipe"]
         base = dataclasses.replace(JohnsonRecipe(), styles=(painting,), style_weight=1.0)
-        assert causes.same_recipe(checkpoint_info(checkpoint_path(style))["recipe"], base) == 1000
-    stored = checkpoint_info(checkpoint_path("wreck"))["recipe"]  # base is wreck's now
-    with pytest.raises(ValueError, match="the shipped net's lr is 0.0005, the base's 0.001"):
-        causes.same_recipe(stored, dataclasses.replace(base, lr=causes.BEFORE_FIX.lr))
+        causes.same_recipe(stored, base)
+        assert (stored["lr"], stored["steps"]) == (JohnsonRecipe.lr, 1000)
+    causes.same_recipe(stored, dataclasses.replace(base, lr=causes.BEFORE_FIX.lr))  # lr: free
+    with pytest.raises(ValueError, match="the net's crop is 128, the base's 256"):
+        causes.same_recipe(stored, dataclasses.replace(base, crop=256))
 
 
 @pytest.mark.datapack

@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from nstcourse.colour import y_channel
-from nstcourse.metrics import blob_share, near_white, psnr, ssim
+from nstcourse.metrics import blob_share, psnr, saturated, ssim
 
 
 def _pair(height: int = 24, width: int = 20, n: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +158,7 @@ def test_blob_share_counts_new_white_regions_above_the_size_floor() -> None:
     out[..., 80:90, 5:15] = torch.tensor([1.0, 1.0, 0.5]).view(3, 1, 1)  # yellow: not white
     assert blob_share(out, photo) == pytest.approx(0.04)
     assert blob_share(out, photo, min_area=0.0) == pytest.approx(0.0404)
-    assert blob_share(out, photo, dark=True) == 0.0
+    assert blob_share(out, photo, kind="dark") == 0.0
 
 
 def test_blob_share_ignores_white_the_photo_already_has_and_joins_diagonals() -> None:
@@ -177,8 +177,8 @@ def test_blob_share_dark_holes_and_bad_input() -> None:
     photo = _sky()
     out = photo.clone()
     out[0, :, 50:70, 50:70] = 0.02
-    assert blob_share(out, photo, dark=True) == pytest.approx(0.04)
-    assert blob_share(out[0], photo[0], dark=True) == pytest.approx(0.04)
+    assert blob_share(out, photo, kind="dark") == pytest.approx(0.04)
+    assert blob_share(out[0], photo[0], kind="dark") == pytest.approx(0.04)
     with pytest.raises(ValueError, match="one shape"):
         blob_share(out, photo[..., :50])
     with pytest.raises(ValueError, match="batch of 2"):
@@ -187,11 +187,28 @@ def test_blob_share_dark_holes_and_bad_input() -> None:
         blob_share(out, photo, level=0.4)
 
 
-def test_near_white_needs_every_channel_past_the_level() -> None:
+def test_saturated_white_and_dark_need_every_channel_clipped_any_two() -> None:
     image = torch.full((1, 3, 2, 2), 0.5)
     image[0, :, 0, 0] = 1.0  # white
-    image[0, :, 0, 1] = torch.tensor([1.0, 1.0, 0.5])  # yellow: one channel short
+    image[0, :, 0, 1] = torch.tensor([1.0, 1.0, 0.5])  # yellow-ish: two channels high
     image[0, :, 1, 0] = 0.0  # black
-    assert near_white(image).tolist() == [[True, False], [False, False]]
-    assert near_white(image, dark=True).tolist() == [[False, False], [True, False]]
-    assert near_white(image[0], level=0.5).tolist() == [[True, True], [False, True]]
+    image[0, :, 1, 1] = torch.tensor([0.01, 0.15, 0.0])  # dark green: two channels low
+    assert saturated(image).tolist() == [[True, False], [False, False]]
+    assert saturated(image, "dark").tolist() == [[False, False], [True, False]]
+    assert saturated(image, "clipped").tolist() == [[True, True], [True, True]]
+    assert saturated(image[0], level=0.5).tolist() == [[True, True], [False, False]]
+    with pytest.raises(ValueError, match="kind='red'"):
+        saturated(image, "red")
+
+
+def test_blob_share_clipped_counts_saturated_colour_the_white_measure_misses() -> None:
+    photo = _sky()
+    out = photo.clone()
+    out[0, :, 10:30, 10:30] = torch.tensor([0.0, 0.6, 0.0]).view(3, 1, 1)  # 4 %: green blob
+    out[0, :, 50:60, 50:70] = torch.tensor([0.9, 0.0, 0.0]).view(3, 1, 1)  # 2 %: red patch
+    out[0, :, 80:90, 80:90] = torch.tensor([1.0, 0.5, 0.5]).view(3, 1, 1)  # 1 %: one channel
+    assert blob_share(out, photo) == 0.0
+    assert blob_share(out, photo, kind="dark") == 0.0
+    assert blob_share(out, photo, kind="clipped") == pytest.approx(0.06)
+    photo[0, :, 50:60, 50:70] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)  # the photo's own red
+    assert blob_share(out, photo, kind="clipped") == pytest.approx(0.04)

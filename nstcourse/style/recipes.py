@@ -123,6 +123,9 @@ class CINRecipe(JohnsonRecipe):
     """
 
     styles: tuple[str, ...] = PAINTINGS[:10]  # 10 public-domain paintings (N >= 8)
+    # Johnson's 5e-4 still paints flat patches of clipped colour with 10 styles in one net;
+    # a quarter of it does not (docs/experiments.md)
+    lr: float = 1.25e-4
     steps: int = 10_000  # suggested for a CPU run; more styles need more steps
 
 
