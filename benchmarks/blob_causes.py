@@ -19,10 +19,9 @@ crop size, λ_s, a TV weight, the learning rate (halved or quartered), the outpu
 recipe the course shipped before the blobs were found (``JohnsonRecipe`` with Adam at
 1e-3, ``BEFORE_FIX``); its ``lr_half`` is today's ``JohnsonRecipe``, the fix these runs
 found. The CIN base is ``CINRecipe`` as it was after that fix (Adam 5e-4, ``CIN_BASE``),
-all 10 styles. Each run
-is scored at 512 px by the white, dark and clipped blob shares and by the content and
-style losses of the base recipe (weight 1 each) on the same photos, in every style the
-net has. ``shipped`` scores the shipped net without training, and ``--nets`` other
+all 10 styles. Each run is scored at 512 px by the white, dark and clipped blob shares and
+by the content and style losses of the base recipe (weight 1 each) on the same photos, in
+every style the net has. ``shipped`` scores the shipped net without training, and ``--nets`` other
 checkpoint files of the same net (an earlier shipped one: ``git show
 <commit>:checkpoints/cin.safetensors > cin_before.safetensors``); these must be the base
 recipe but for the learning rate and the steps. Runs go to
