@@ -149,6 +149,7 @@ def train_table(args, photos: dict[str, torch.Tensor]) -> list[str]:
     vgg = VGGFeatures(list(dict.fromkeys(layers)), device="cpu")
     style_weight = weights_for(vgg.weights_info.convention).feed_forward_style_weight
     base = base_recipe(args.style, args.max_images, style_weight)
+    named = replace(base, style_weight=style_weight)  # as a checkpoint stores it
     loss = PerceptualLoss(
         vgg,
         styles=load_style_images(list(base.styles), long_side=base.style_size),
@@ -166,12 +167,12 @@ def train_table(args, photos: dict[str, torch.Tensor]) -> list[str]:
     ]
     nets = []  # (name, file)
     for file in args.nets:  # e.g. an earlier shipped net, from git
-        same_recipe(checkpoint_info(file)["recipe"], replace(base, style_weight=style_weight))
+        same_recipe(checkpoint_info(file)["recipe"], named)
         nets.append((Path(file).stem, Path(file)))
     for run in args.runs:
         if run == "shipped":  # as the course trained it: no need to rerun it
             out = checkpoint_path(args.style)
-            same_recipe(checkpoint_info(out)["recipe"], replace(base, style_weight=style_weight))
+            same_recipe(checkpoint_info(out)["recipe"], named)
         else:
             recipe, steps = changed(base, run, args.steps)
             workdir = Path("runs/blob_causes", args.style, "base" if run == "steps_x3" else run)

@@ -101,8 +101,8 @@ class JohnsonRecipe:
     upsample: str = "nearest"  # paper: transposed convs ("transpose"), with checkerboards
     output_range: float = 1.0  # TransformNet: y = 1/2 + (r/2)·tanh; paper: 1 ([0, 255])
     batch_size: int = 4  # paper: 4
-    # paper: Adam 1e-3. At 1e-3 our short runs paint saturated white blobs on flat areas
-    # (udnie 5.5 %, wave 2.9 % of a 512-px photo); 5e-4 removes them (docs/experiments.md)
+    # paper: Adam 1e-3. At 1e-3 our short runs paint saturated white blobs on flat areas;
+    # 5e-4 does not (docs/experiments.md)
     lr: float = 5e-4
     content_layers: tuple[str, ...] = ("relu2_2",)  # paper: relu2_2 of VGG-16 (figures)
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")  # paper: + relu4_3
